@@ -1,0 +1,3 @@
+"""Facet's shared library: contracts, Kafka plumbing, settings, logging, and the learning math."""
+
+__version__ = "0.1.0"

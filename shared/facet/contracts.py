@@ -1,0 +1,149 @@
+"""The messages that cross service boundaries, as pydantic v2 models.
+
+Only these shapes travel on Kafka. Field limits are part of the contract: a value outside them is a
+poison message, never a crash.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from facet.config import validate_region
+
+ShortId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@\-]+$")]
+RegionCode = Annotated[str, Field(min_length=2, max_length=32)]
+
+#: Upper bound on one update's payload; larger updates are rejected before they are decoded.
+MAX_UPDATE_PAYLOAD_BYTES = 64 * 1024 * 1024
+#: Upper bound on inline model parameters; larger models travel as an artifact pointer.
+MAX_INLINE_MODEL_BYTES = 256 * 1024 * 1024
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class EventType(StrEnum):
+    VIEW = "view"
+    SEARCH = "search"
+    CART = "cart"
+    PURCHASE = "purchase"
+
+
+class ItemAttributes(_Frozen):
+    """Content attributes of a jewelry item: what lets a brand-new item be ranked."""
+
+    category: str | None = Field(default=None, max_length=64)
+    metal: str | None = Field(default=None, max_length=64)
+    gem: str | None = Field(default=None, max_length=64)
+    color: str | None = Field(default=None, max_length=64)
+    gender: str | None = Field(default=None, max_length=16)
+    brand: str | None = Field(default=None, max_length=64)
+
+
+class BehaviourEvent(_Frozen):
+    """One shopper action on a storefront. Shopper and session ids are pseudonymous."""
+
+    event_id: ShortId = Field(default_factory=lambda: uuid.uuid4().hex)
+    occurred_at: datetime
+    region: RegionCode
+    storefront: ShortId
+    shopper_id: ShortId
+    session_id: ShortId
+    item_id: ShortId
+    event_type: EventType
+    price: float | None = Field(default=None, ge=0, le=10_000_000)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    device: str | None = Field(default=None, max_length=32)
+    query: str | None = Field(default=None, max_length=256)
+    attributes: ItemAttributes | None = None
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return validate_region(value)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("occurred_at must carry a timezone")
+        return value.astimezone(UTC)
+
+    @field_validator("price")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("price must be finite")
+        return value
+
+    @model_validator(mode="after")
+    def _currency_with_price(self) -> BehaviourEvent:
+        if self.price is not None and self.currency is None:
+            raise ValueError("price needs a currency")
+        return self
+
+
+class TrainingMetrics(_Frozen):
+    loss: float
+    samples_per_second: float = Field(ge=0)
+    steps: int = Field(ge=0)
+
+    @field_validator("loss", "samples_per_second")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("metrics must be finite")
+        return value
+
+
+class ModelUpdate(_Frozen):
+    """A trainer's compressed delta against one global version."""
+
+    update_id: ShortId
+    trainer_id: ShortId
+    region: RegionCode
+    base_version: int = Field(ge=0)
+    num_samples: int = Field(ge=1, le=1_000_000_000)
+    metrics: TrainingMetrics
+    codec: str = Field(min_length=1, max_length=128)
+    payload: bytes = Field(max_length=MAX_UPDATE_PAYLOAD_BYTES)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    #: HMAC-SHA256 (hex) over the signed fields, keyed per trainer; checked by the aggregator.
+    signature: str | None = Field(default=None, max_length=256)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return validate_region(value)
+
+
+class ArtifactPointer(_Frozen):
+    """Where to fetch a model too large for one message. The sha256 is checked before loading."""
+
+    uri: str = Field(min_length=1, max_length=2048)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=1)
+
+
+class GlobalModel(_Frozen):
+    """A versioned global model broadcast. Parameters are safetensors bytes, or a pointer to them."""
+
+    model_name: ShortId
+    version: int = Field(ge=0)
+    parameters: bytes | None = Field(default=None, max_length=MAX_INLINE_MODEL_BYTES)
+    artifact: ArtifactPointer | None = None
+    contributing_updates: tuple[ShortId, ...] = ()
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> GlobalModel:
+        if (self.parameters is None) == (self.artifact is None):
+            raise ValueError("exactly one of parameters and artifact must be set")
+        return self
