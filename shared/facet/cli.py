@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from pathlib import Path
 
 import typer
@@ -39,13 +40,20 @@ def broker(
     typer.echo(f"embedded Kafka broker (Tansu, in-memory) at {handle.bootstrap_servers}; Ctrl-C to stop")
     typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS={handle.bootstrap_servers}")
 
+    stop_requested = threading.Event()
+
     def _stop(_signum: int, _frame: object) -> None:
-        embedded.stop()
+        # Only set a flag here: stopping the child from inside a signal handler races with wait().
+        stop_requested.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    embedded.wait()
+    while not stop_requested.wait(0.2):
+        if embedded.poll() is not None:
+            typer.echo("embedded broker exited unexpectedly", err=True)
+            raise typer.Exit(1)
     embedded.stop()
+    typer.echo("embedded broker stopped")
 
 
 @topics_app.command("create")

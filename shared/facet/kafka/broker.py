@@ -186,9 +186,13 @@ class EmbeddedTansu:
             stdout=sink,  # type: ignore[arg-type]
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            preexec_fn=_die_with_parent,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
+
+    def poll(self) -> int | None:
+        """The broker's exit code when it has exited, else None."""
+        return None if self._process is None else self._process.poll()
 
     def wait(self) -> int:
         if self._process is None:
