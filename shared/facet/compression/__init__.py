@@ -1,0 +1,1 @@
+"""Composable codecs for weight deltas: sparsify, quantize, then zstd."""

@@ -1,0 +1,217 @@
+"""Encode and decode named weight deltas. Pure functions; each tensor's encoding is self-describing, so
+the aggregator decodes any mix of codecs. A codec is named by a spec string, sparsifier first:
+
+    fp32 | fp16 | int8                     quantizer (int8: stochastic rounding, one scale per row)
+    rows+<quantizer>                       only the rows of 2-D tensors that changed (embedding tables)
+    topk:<fraction>+<quantizer>            the largest-magnitude fraction of each tensor
+    ...+zstd                               zstd over the whole msgpack payload
+
+Top-k drops information on purpose; :class:`ErrorFeedback` keeps what was dropped (and any quantization
+error) in the trainer and adds it to the next delta, so nothing is lost over rounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgpack
+import numpy as np
+import torch
+import zstandard
+
+from facet.errors import PoisonMessageError
+
+Quantizer = Literal["fp32", "fp16", "int8"]
+#: Hard cap on a decoded payload: refuses zstd bombs and absurd declared shapes.
+MAX_DECODED_BYTES = 512 * 1024 * 1024
+_MAX_ELEMENTS = MAX_DECODED_BYTES // 4
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    quantizer: Quantizer = "fp32"
+    sparsifier: Literal["none", "rows", "topk"] = "none"
+    topk_fraction: float = 1.0
+    zstd: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> CodecSpec:
+        quantizer: Quantizer = "fp32"
+        sparsifier: Literal["none", "rows", "topk"] = "none"
+        fraction, use_zstd = 1.0, False
+        for part in spec.strip().lower().split("+"):
+            if part in ("fp32", "fp16", "int8"):
+                quantizer = part  # type: ignore[assignment]
+            elif part == "rows":
+                sparsifier = "rows"
+            elif part.startswith("topk:"):
+                sparsifier = "topk"
+                fraction = float(part.split(":", 1)[1])
+                if not 0 < fraction <= 1:
+                    raise ValueError(f"top-k fraction must be in (0, 1]: {spec!r}")
+            elif part == "zstd":
+                use_zstd = True
+            else:
+                raise ValueError(f"unknown codec part {part!r} in {spec!r}")
+        return cls(quantizer, sparsifier, fraction, use_zstd)
+
+    @property
+    def name(self) -> str:
+        parts = []
+        if self.sparsifier == "rows":
+            parts.append("rows")
+        elif self.sparsifier == "topk":
+            parts.append(f"topk:{self.topk_fraction:g}")
+        parts.append(self.quantizer)
+        if self.zstd:
+            parts.append("zstd")
+        return "+".join(parts)
+
+    @property
+    def lossless(self) -> bool:
+        return self.quantizer == "fp32" and self.sparsifier != "topk"
+
+
+def _quantize(values: np.ndarray, quantizer: Quantizer, rng: np.random.Generator) -> dict[str, Any]:
+    """values: a 2-D float32 array (rows × columns)."""
+    if quantizer == "fp32":
+        return {"q": "fp32", "data": values.astype("<f4").tobytes()}
+    if quantizer == "fp16":
+        return {"q": "fp16", "data": values.astype("<f2").tobytes()}
+    scale = np.abs(values).max(axis=1, keepdims=True) / 127.0
+    scale[scale == 0] = 1.0
+    scaled = values / scale
+    # Stochastic rounding: unbiased, so quantization noise averages out across updates.
+    rounded = np.floor(scaled + rng.random(scaled.shape, dtype=np.float32))
+    return {
+        "q": "int8",
+        "scale": scale.astype("<f4").tobytes(),
+        "data": np.clip(rounded, -127, 127).astype(np.int8).tobytes(),
+    }
+
+
+def _dequantize(encoded: Mapping[str, Any], rows: int, columns: int) -> np.ndarray:
+    kind = encoded.get("q")
+    count = rows * columns
+    if kind == "fp32":
+        return _frombuffer(encoded["data"], "<f4", count).reshape(rows, columns)
+    if kind == "fp16":
+        return _frombuffer(encoded["data"], "<f2", count).astype(np.float32).reshape(rows, columns)
+    if kind == "int8":
+        scale = _frombuffer(encoded["scale"], "<f4", rows).reshape(rows, 1)
+        data = _frombuffer(encoded["data"], np.int8, count).astype(np.float32).reshape(rows, columns)
+        return data * scale
+    raise PoisonMessageError("bad_codec", f"unknown quantizer {kind!r}")
+
+
+def _frombuffer(data: object, dtype: Any, count: int) -> np.ndarray:
+    if not isinstance(data, bytes):
+        raise PoisonMessageError("bad_codec", "tensor data is not bytes")
+    array = np.frombuffer(data, dtype=dtype)
+    if array.size != count:
+        raise PoisonMessageError("bad_codec", f"expected {count} values, found {array.size}")
+    return array
+
+
+def _as_matrix(array: np.ndarray) -> np.ndarray:
+    return array.reshape(array.shape[0], -1) if array.ndim >= 2 else array.reshape(1, -1)
+
+
+def encode_tensor(array: np.ndarray, spec: CodecSpec, rng: np.random.Generator) -> dict[str, Any]:
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    shape = list(array.shape)
+    if spec.sparsifier == "rows" and array.ndim == 2:
+        changed = np.flatnonzero(np.any(array != 0, axis=1)).astype("<i4")
+        return {"k": "rows", "shape": shape, "rows": changed.tobytes(),
+                "values": _quantize(array[changed], spec.quantizer, rng)}
+    if spec.sparsifier == "topk" and array.size > 16:
+        flat = array.reshape(-1)
+        keep = max(1, int(np.ceil(flat.size * spec.topk_fraction)))
+        index = np.argpartition(np.abs(flat), flat.size - keep)[flat.size - keep :]
+        index = np.sort(index).astype("<i4")
+        return {"k": "topk", "shape": shape, "idx": index.tobytes(),
+                "values": _quantize(flat[index].reshape(1, -1), spec.quantizer, rng)}
+    return {"k": "dense", "shape": shape, "values": _quantize(_as_matrix(array), spec.quantizer, rng)}
+
+
+def decode_tensor(encoded: Mapping[str, Any]) -> np.ndarray:
+    try:
+        shape = tuple(int(d) for d in encoded["shape"])
+        kind = encoded["k"]
+        values = encoded["values"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PoisonMessageError("bad_codec", f"malformed tensor entry: {exc}") from exc
+    size = int(np.prod(shape)) if shape else 1
+    if any(d < 0 for d in shape) or size > _MAX_ELEMENTS:
+        raise PoisonMessageError("bad_codec", f"declared shape {shape} is out of bounds")
+    if kind == "dense":
+        rows = shape[0] if len(shape) >= 2 else 1
+        return _dequantize(values, rows, size // max(rows, 1)).reshape(shape)
+    if kind == "rows" and len(shape) == 2:
+        rows = _frombuffer(encoded.get("rows"), "<i4", len(encoded.get("rows", b"")) // 4)
+        if rows.size and (rows.min() < 0 or rows.max() >= shape[0]):
+            raise PoisonMessageError("bad_codec", "row index out of range")
+        out = np.zeros(shape, dtype=np.float32)
+        out[rows] = _dequantize(values, rows.size, shape[1])
+        return out
+    if kind == "topk":
+        index = _frombuffer(encoded.get("idx"), "<i4", len(encoded.get("idx", b"")) // 4)
+        if index.size and (index.min() < 0 or index.max() >= size):
+            raise PoisonMessageError("bad_codec", "top-k index out of range")
+        out = np.zeros(size, dtype=np.float32)
+        out[index] = _dequantize(values, 1, index.size).reshape(-1)
+        return out.reshape(shape)
+    raise PoisonMessageError("bad_codec", f"unknown tensor encoding {kind!r}")
+
+
+def encode_delta(delta: Mapping[str, torch.Tensor], spec: CodecSpec, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    body = {name: encode_tensor(t.detach().cpu().numpy(), spec, rng) for name, t in delta.items()}
+    packed: bytes = msgpack.packb({"codec": spec.name, "tensors": body}, use_bin_type=True)
+    return zstandard.ZstdCompressor(level=3).compress(packed) if spec.zstd else packed
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def decode_delta(payload: bytes) -> dict[str, torch.Tensor]:
+    """Decode any codec's payload; hostile input raises PoisonMessageError('bad_codec', ...)."""
+    try:
+        if payload[:4] == _ZSTD_MAGIC:
+            payload = zstandard.ZstdDecompressor().decompress(payload, max_output_size=MAX_DECODED_BYTES)
+        body = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    except (zstandard.ZstdError, ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise PoisonMessageError("bad_codec", f"undecodable payload: {exc}") from exc
+    tensors = body.get("tensors") if isinstance(body, dict) else None
+    if not isinstance(tensors, dict):
+        raise PoisonMessageError("bad_codec", "payload has no tensor map")
+    out: dict[str, torch.Tensor] = {}
+    for name, encoded in tensors.items():
+        if not isinstance(encoded, dict):
+            raise PoisonMessageError("bad_codec", f"{name}: entry is not a map")
+        out[name] = torch.from_numpy(decode_tensor(encoded).copy())
+    return out
+
+
+class ErrorFeedback:
+    """Keeps what compression dropped and adds it to the next delta (Deep Gradient Compression style)."""
+
+    def __init__(self) -> None:
+        self.residual: dict[str, torch.Tensor] = {}
+
+    def compress(self, delta: Mapping[str, torch.Tensor], spec: CodecSpec, seed: int = 0) -> bytes:
+        corrected = {n: t + self.residual[n] if n in self.residual else t.clone() for n, t in delta.items()}
+        payload = encode_delta(corrected, spec, seed)
+        if spec.lossless:
+            self.residual = {}
+            return payload
+        sent = decode_delta(payload)
+        self.residual = {n: corrected[n] - sent[n] for n in corrected}
+        return payload
+
+    def rebase(self, keep: bool = True) -> None:
+        """The residual is a delta, valid on any base: keep it across rebases unless told otherwise."""
+        if not keep:
+            self.residual = {}

@@ -1,0 +1,1 @@
+"""Readers that replay the real public datasets as ingest-schema events."""

@@ -1,0 +1,1 @@
+"""Offline evaluation: time-ordered leave-last-out, ranking against all items, baselines."""

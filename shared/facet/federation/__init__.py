@@ -1,0 +1,1 @@
+"""Federation math: staleness weights, asynchronous aggregation, update validation and signing."""

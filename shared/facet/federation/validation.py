@@ -1,0 +1,60 @@
+"""Checks an update must pass before it may touch the global model. Each failure has a reason code
+(a metric label) and never raises anything but :class:`UpdateRejected`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+
+from facet.federation.aggregation import global_norm
+from facet.errors import PoisonMessageError
+
+
+class UpdateRejected(PoisonMessageError):
+    """An update that must not be applied; ``reason`` labels the rejection metric."""
+
+
+TensorSpec = Mapping[str, tuple[tuple[int, ...], torch.dtype]]
+
+
+def spec_of(model: Mapping[str, torch.Tensor]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    return {name: (tuple(t.shape), t.dtype) for name, t in model.items()}
+
+
+def check_staleness(base_version: int, current_version: int, max_staleness: int) -> int:
+    if base_version > current_version:
+        raise UpdateRejected("future_version", f"base version {base_version} > current {current_version}")
+    staleness = current_version - base_version
+    if staleness > max_staleness:
+        raise UpdateRejected("too_stale", f"staleness {staleness} > max {max_staleness}")
+    return staleness
+
+
+def check_delta(
+    delta: Mapping[str, torch.Tensor],
+    spec: TensorSpec,
+    *,
+    max_norm: float,
+    on_large_norm: Literal["clip", "reject"] = "clip",
+) -> dict[str, torch.Tensor]:
+    """Names, shapes, dtypes, finiteness and norm; returns the delta (clipped when configured)."""
+    if set(delta) != set(spec):
+        missing, extra = sorted(set(spec) - set(delta)), sorted(set(delta) - set(spec))
+        raise UpdateRejected("wrong_tensors", f"missing {missing[:3]}, unexpected {extra[:3]}")
+    for name, tensor in delta.items():
+        shape, dtype = spec[name]
+        if tuple(tensor.shape) != shape:
+            raise UpdateRejected("wrong_shape", f"{name}: {tuple(tensor.shape)} != {shape}")
+        if tensor.dtype != dtype:
+            raise UpdateRejected("wrong_dtype", f"{name}: {tensor.dtype} != {dtype}")
+        if not bool(torch.isfinite(tensor).all()):
+            raise UpdateRejected("non_finite", f"{name} holds NaN or Inf")
+    norm = global_norm(delta)
+    if norm > max_norm:
+        if on_large_norm == "reject":
+            raise UpdateRejected("norm_too_large", f"norm {norm:.3g} > {max_norm:.3g}")
+        factor = max_norm / norm
+        return {name: tensor * factor for name, tensor in delta.items()}
+    return dict(delta)

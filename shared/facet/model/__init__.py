@@ -1,0 +1,1 @@
+"""The sequence-aware jewelry recommender: only shared weights, no per-shopper parameters."""

@@ -1,0 +1,80 @@
+"""The recommender network: an item tower from id + content attributes, a GRU shopper encoder.
+
+A shopper is represented only by the items they touched recently (in order) and their region, so every
+parameter is shared and may be federated; a shopper is served after one event. Item id embeddings start
+at zero and are randomly dropped in training, so an item the model has never seen is ranked by its
+attributes alone instead of by noise.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from facet.model.features import NUM_ITEM_FEATURES, FeatureSpace
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    dim: int = Field(default=64, ge=8, le=1024)
+    max_history: int = Field(default=20, ge=1, le=512)
+    id_buckets: int = Field(default=32_768, ge=16)
+    attribute_buckets: int = Field(default=4_096, ge=16)
+    region_buckets: int = Field(default=64, ge=1)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    #: Share of items whose id embedding is hidden in a training step (teaches the attribute path).
+    id_dropout: float = Field(default=0.2, ge=0, lt=1)
+
+    def feature_space(self) -> FeatureSpace:
+        return FeatureSpace(self.id_buckets, self.attribute_buckets, self.region_buckets)
+
+
+class SequenceRecommender(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.dim
+        self.item_id = nn.Embedding(config.id_buckets, dim)
+        self.item_bias = nn.Embedding(config.id_buckets, 1)
+        self.attribute = nn.Embedding(config.attribute_buckets, dim)
+        self.region = nn.Embedding(config.region_buckets, dim)
+        self.encoder = nn.GRU(dim, dim, batch_first=True)
+        self.head = nn.Sequential(nn.Linear(2 * dim, dim), nn.Tanh(), nn.Linear(dim, dim))
+        self.dropout = nn.Dropout(config.dropout)
+        nn.init.zeros_(self.item_id.weight)
+        nn.init.zeros_(self.item_bias.weight)
+        nn.init.normal_(self.attribute.weight, std=0.1)
+        nn.init.normal_(self.region.weight, std=0.1)
+
+    def item_vectors(self, buckets: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+        """[N] id buckets and [N, F] attribute codes → [N, dim] item vectors."""
+        content = self.attribute(attributes).sum(dim=1) / NUM_ITEM_FEATURES**0.5
+        ids = self.item_id(buckets)
+        if self.training and self.config.id_dropout > 0:
+            keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.config.id_dropout
+            ids = ids * keep
+        return content + ids
+
+    def shopper_states(
+        self, history_vectors: torch.Tensor, regions: torch.Tensor
+    ) -> torch.Tensor:
+        """[B, L, dim] item vectors of the history (right-padded) and [B] regions → [B, L, dim] states.
+
+        State t summarises the history up to and including step t (causal), so one pass trains every
+        next-item prediction of a window.
+        """
+        hidden, _ = self.encoder(self.dropout(history_vectors))
+        region = self.region(regions).unsqueeze(1).expand(-1, hidden.shape[1], -1)
+        return self.head(torch.cat([self.dropout(hidden), region], dim=-1))
+
+    def scores(
+        self, states: torch.Tensor, item_vectors: torch.Tensor, buckets: torch.Tensor
+    ) -> torch.Tensor:
+        """[M, dim] states against [N, dim] items → [M, N] scores."""
+        return states @ item_vectors.T + self.item_bias(buckets).squeeze(-1)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import hmac
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from facet.contracts import ModelUpdate, TrainingMetrics
+from facet.federation.aggregation import (
+    WeightedDelta,
+    combine,
+    fedasync_step,
+    fedbuff_step,
+    fedbuff_weights,
+)
+from facet.federation.signing import sign, verify
+from facet.federation.staleness import ConstantStaleness, HingeStaleness, PolynomialStaleness
+from facet.federation.validation import UpdateRejected, check_delta, check_staleness, spec_of
+
+STALENESS = [ConstantStaleness(), PolynomialStaleness(exponent=0.5), PolynomialStaleness(exponent=2.0),
+             HingeStaleness(slope=0.5, cutoff=3)]
+
+
+def _deltas(seed: int, count: int) -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    return [{"w": torch.randn(4, 3, generator=generator), "b": torch.randn(3, generator=generator)}
+            for _ in range(count)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    samples=st.lists(st.integers(min_value=1, max_value=10_000), min_size=1, max_size=6),
+    staleness=st.integers(min_value=0, max_value=50),
+    seed=st.integers(min_value=0, max_value=1000),
+    weight_index=st.integers(min_value=0, max_value=len(STALENESS) - 1),
+)
+def test_equal_staleness_reduces_to_sample_weighted_fedavg(
+    samples: list[int], staleness: int, seed: int, weight_index: int
+) -> None:
+    weight = STALENESS[weight_index]
+    deltas = _deltas(seed, len(samples))
+    updates = [WeightedDelta(d, n, staleness) for d, n in zip(deltas, samples, strict=True)]
+    model = {"w": torch.zeros(4, 3), "b": torch.zeros(3)}
+    fedbuff_step(model, updates, weight, server_lr=1.0)
+    total = sum(samples)
+    fedavg = {name: sum(d[name] * n / total for d, n in zip(deltas, samples, strict=True)) for name in model}
+    for name in model:  # same direction as FedAvg, shrunk by the common staleness factor only
+        torch.testing.assert_close(model[name], fedavg[name] * weight(staleness), rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=0, max_value=1000), st.integers(min_value=0, max_value=1000))
+def test_staleness_weights_are_monotone_and_one_when_fresh(a: int, b: int) -> None:
+    low, high = sorted((a, b))
+    for weight in STALENESS:
+        assert weight(0) == 1.0
+        assert weight(high) <= weight(low)
+        assert 0 < weight(high) <= 1
+
+
+def test_fresh_weights_sum_to_one_and_follow_sample_counts() -> None:
+    updates = [WeightedDelta({}, n, 0) for n in (10, 30, 60)]
+    assert fedbuff_weights(updates, PolynomialStaleness()) == pytest.approx([0.1, 0.3, 0.6])
+
+
+def test_stale_updates_count_less() -> None:
+    updates = [WeightedDelta({}, 100, 0), WeightedDelta({}, 100, 8)]
+    fresh, stale = fedbuff_weights(updates, PolynomialStaleness(exponent=0.5))
+    assert stale == pytest.approx(fresh / 3.0)
+
+
+def test_fedasync_mixes_one_update_scaled_by_alpha_and_staleness() -> None:
+    model = {"w": torch.ones(2)}
+    fedasync_step(model, WeightedDelta({"w": torch.full((2,), 2.0)}, 5, 3), PolynomialStaleness(exponent=1.0),
+                  alpha=0.5)
+    torch.testing.assert_close(model["w"], torch.full((2,), 1.0 + 0.5 * 0.25 * 2.0))
+
+
+def test_combine_refuses_empty() -> None:
+    with pytest.raises(ValueError):
+        combine([], [])
+
+
+SPEC = spec_of({"w": torch.zeros(4, 3), "b": torch.zeros(3)})
+
+
+@pytest.mark.parametrize(
+    ("delta", "reason"),
+    [
+        ({"w": torch.zeros(4, 3)}, "wrong_tensors"),
+        ({"w": torch.zeros(4, 3), "b": torch.zeros(3), "x": torch.zeros(1)}, "wrong_tensors"),
+        ({"w": torch.zeros(3, 4), "b": torch.zeros(3)}, "wrong_shape"),
+        ({"w": torch.zeros(4, 3, dtype=torch.float64), "b": torch.zeros(3)}, "wrong_dtype"),
+        ({"w": torch.full((4, 3), float("nan")), "b": torch.zeros(3)}, "non_finite"),
+        ({"w": torch.zeros(4, 3), "b": torch.tensor([0.0, float("inf"), 0.0])}, "non_finite"),
+    ],
+)
+def test_bad_deltas_are_rejected_with_a_reason(delta: dict[str, torch.Tensor], reason: str) -> None:
+    with pytest.raises(UpdateRejected) as caught:
+        check_delta(delta, SPEC, max_norm=10.0)
+    assert caught.value.reason == reason
+
+
+def test_large_norm_is_clipped_or_rejected() -> None:
+    delta = {"w": torch.full((4, 3), 10.0), "b": torch.zeros(3)}
+    clipped = check_delta(delta, SPEC, max_norm=1.0, on_large_norm="clip")
+    assert float(torch.linalg.vector_norm(clipped["w"])) == pytest.approx(1.0, rel=1e-5)
+    with pytest.raises(UpdateRejected, match="norm"):
+        check_delta(delta, SPEC, max_norm=1.0, on_large_norm="reject")
+
+
+def test_staleness_checks() -> None:
+    assert check_staleness(3, 5, 10) == 2
+    with pytest.raises(UpdateRejected) as future:
+        check_staleness(6, 5, 10)
+    assert future.value.reason == "future_version"
+    with pytest.raises(UpdateRejected) as stale:
+        check_staleness(0, 50, 10)
+    assert stale.value.reason == "too_stale"
+
+
+def test_signatures_bind_every_field_and_the_payload() -> None:
+    update = ModelUpdate(update_id="u1", trainer_id="t1", region="eu", base_version=1, num_samples=5,
+                         metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1), codec="fp32",
+                         payload=b"abc")
+    key = b"k" * 32
+    signed = update.model_copy(update={"signature": sign(update, key)})
+    assert verify(signed, key)
+    assert not verify(signed, b"other-key" * 4)
+    assert not verify(update, key)  # unsigned
+    for tampered in ({"payload": b"abd"}, {"num_samples": 6}, {"base_version": 2}, {"region": "us"}):
+        assert not verify(signed.model_copy(update=tampered), key)
+    assert hmac.compare_digest(sign(update, key), sign(update, key))
