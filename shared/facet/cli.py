@@ -71,15 +71,117 @@ def topics_create(
 
 @app.command()
 def run(
-    sessions: int = typer.Option(3_000, min=1, help="Shopper sessions to generate."),
+    duration: float = typer.Option(180.0, min=5, help="Seconds to run before draining and reporting."),
+    rate: float = typer.Option(400.0, min=1, help="Events per second sent through the HTTP ingest."),
+    regions: str = typer.Option(",".join(DEFAULT_REGIONS), help="Comma-separated regions; the first is the "
+                                "largest and gets two trainer replicas."),
+    replay: str | None = typer.Option(None, help="Replay a real dataset (jewelry or retail) instead of the generator."),
+    kill: str | None = typer.Option(None, help="Chaos: SIGKILL this process (e.g. trainer-us-1) mid-run."),
+    kill_at: float = typer.Option(60.0, help="When to kill it (seconds)."),
     seed: int = typer.Option(7, help="Workload seed."),
     out: Path = typer.Option(Path("runs"), help="Where the report is written."),
 ) -> None:
-    """The main job: start the embedded broker (unless KAFKA_BOOTSTRAP_SERVERS), run, and report."""
-    from facet.main_job import MainJobConfig, run_main_job
+    """The main job: the whole system on the embedded broker (unless KAFKA_BOOTSTRAP_SERVERS), then a report."""
+    from facet.system.run import SystemConfig, run_system
 
-    report_path = asyncio.run(run_main_job(MainJobConfig(sessions=sessions, seed=seed, out_dir=out)))
-    typer.echo(f"report: {report_path}")
+    config = SystemConfig(duration_s=duration, events_per_second=rate,
+                          regions=tuple(r.strip() for r in regions.split(",") if r.strip()), replay=replay,
+                          kill_process=kill, kill_at_s=kill_at, seed=seed, out_dir=out)
+    report_path = asyncio.run(run_system(config))
+    typer.echo(f"report: {report_path} (plots beside it)")
+
+
+def _run_service(coroutine_factory: object) -> None:
+    """Run a service coroutine; configuration errors exit 2 with a clear message, SIGTERM exits 0."""
+    from pydantic import ValidationError
+
+    from facet.errors import ConfigurationError
+
+    try:
+        asyncio.run(coroutine_factory())  # type: ignore[operator]
+    except (ValidationError, ConfigurationError) as error:
+        typer.echo(f"configuration error: {error}", err=True)
+        raise typer.Exit(2) from error
+
+
+@app.command()
+def aggregator(port: int | None = typer.Option(None, help="HTTP port (probes, metrics, artifacts).")) -> None:
+    """Run the aggregator: staleness-weighted async FedAvg over facet.updates.v1."""
+    from facet.config import KafkaSettings, TopicSettings
+    from facet_aggregator.service import run_aggregator
+    from facet_aggregator.settings import AggregatorSettings
+
+    def start() -> object:
+        overrides = {"http_port": port} if port is not None else {}
+        return run_aggregator(AggregatorSettings(**overrides), KafkaSettings(), TopicSettings())
+
+    _run_service(start)
+
+
+@app.command()
+def trainer(
+    region: str = typer.Option(..., envvar="FACET_TRAINER_REGION", help="Region whose events to learn from."),
+    port: int | None = typer.Option(None, help="HTTP port (probes, metrics)."),
+) -> None:
+    """Run one regional trainer replica (consumer group facet-trainer-<region>)."""
+    from facet.config import KafkaSettings, TopicSettings
+    from facet_trainer.service import run_trainer
+    from facet_trainer.settings import TrainerSettings
+
+    def start() -> object:
+        overrides: dict[str, object] = {"region": region}
+        if port is not None:
+            overrides["http_port"] = port
+        return run_trainer(TrainerSettings(**overrides), KafkaSettings(), TopicSettings())
+
+    _run_service(start)
+
+
+@app.command()
+def ingest(port: int | None = typer.Option(None, help="HTTP port.")) -> None:
+    """Run the storefront ingest gateway (POST /v1/events)."""
+    from facet.config import KafkaSettings, TopicSettings
+    from facet_ingest.service import run_ingest
+    from facet_ingest.settings import IngestSettings
+
+    def start() -> object:
+        overrides = {"http_port": port} if port is not None else {}
+        return run_ingest(IngestSettings(**overrides), KafkaSettings(), TopicSettings())
+
+    _run_service(start)
+
+
+@app.command()
+def recommender(
+    region: str = typer.Option(..., envvar="FACET_RECOMMENDER_REGION", help="Region to serve."),
+    port: int | None = typer.Option(None, help="HTTP port."),
+) -> None:
+    """Run a regional recommender (GET/POST /v1/recommendations)."""
+    from facet.config import KafkaSettings, TopicSettings
+    from facet_recommender.service import run_recommender
+    from facet_recommender.settings import RecommenderSettings
+
+    def start() -> object:
+        overrides: dict[str, object] = {"region": region}
+        if port is not None:
+            overrides["http_port"] = port
+        return run_recommender(RecommenderSettings(**overrides), KafkaSettings(), TopicSettings())
+
+    _run_service(start)
+
+
+@app.command("eval")
+def evaluate(
+    dataset: str = typer.Option("synthetic", help="synthetic, jewelry or retail."),
+    mode: list[str] = typer.Option(["centralized", "local"], help="centralized and/or local (repeatable)."),
+    json_path: Path = typer.Option(Path("reports/eval.json"), "--json", help="Where to write the JSON report."),
+    epochs: int = typer.Option(8, min=1, help="Training epochs."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Offline evaluation: leave-last-out, ranking against all items, baselines in the same run."""
+    from facet.evaluation.cli import run_eval_command
+
+    run_eval_command(dataset, mode, json_path, epochs, seed)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -52,7 +52,8 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Chatty third-party loggers: keep their warnings, drop their per-request noise.
-    for name, floor in (("aiokafka", logging.WARNING), ("uvicorn.access", logging.WARNING)):
+    for name, floor in (("aiokafka", logging.WARNING), ("uvicorn.access", logging.WARNING),
+                        ("httpx", logging.WARNING), ("httpcore", logging.WARNING)):
         logging.getLogger(name).setLevel(max(floor, root.level))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         # uvicorn installs its own handlers; make it propagate to ours instead.

@@ -1,0 +1,237 @@
+"""``facet aggregator``: consume updates, aggregate, broadcast versioned models, checkpoint, commit.
+
+Order of durability (what makes every update count exactly once across crashes):
+  1. apply updates in topic order (one partition: a total order);
+  2. write a checkpoint holding the model, the applied update ids and the next offsets to read;
+  3. only then commit those offsets to the group.
+On start the consumer seeks to the checkpoint's offsets (the source of truth), and ids in the checkpoint
+reject replays. FedBuff's buffered-but-unapplied updates are not in any checkpoint: their offsets stay
+uncommitted, so a restart reads them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+import torch
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse
+
+from facet import wire
+from facet.config import KafkaSettings, TopicSettings
+from facet.contracts import GlobalModel, ModelUpdate
+from facet.errors import PoisonMessageError
+from facet.federation.server import Aggregator, AggregatorState, Outcome
+from facet.kafka.clients import make_consumer, make_producer
+from facet.kafka.dlq import DeadLetterPublisher
+from facet.kafka.shutdown import ShutdownSignal
+from facet.logging import get_logger
+from facet.model.training import new_model
+from facet.service.health import Health
+from facet.service.http import add_probe_routes, serve
+from facet.service.models import from_bytes, to_bytes, write_artifact
+from facet_aggregator import checkpoint
+from facet_aggregator import metrics as m
+from facet_aggregator.settings import AggregatorSettings
+
+log = get_logger(__name__)
+
+
+def initial_state(settings: AggregatorSettings) -> AggregatorState:
+    if settings.initial_parameters is not None:
+        parameters = from_bytes(settings.initial_parameters.read_bytes())
+    else:
+        parameters = {k: v.clone() for k, v in new_model(settings.model, settings.seed).state_dict().items()}
+    return AggregatorState(parameters=parameters)
+
+
+class _SeekToCheckpoint(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: AggregatorService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            offset = self.service.safe_offsets.get(tp.partition)
+            if offset is not None:
+                self.service.consumer.seek(tp, offset)
+        self.service.health.set("partitions_assigned", bool(assigned))
+
+
+class AggregatorService:
+    def __init__(self, settings: AggregatorSettings, kafka: KafkaSettings, topics: TopicSettings) -> None:
+        self.settings = settings
+        self.kafka = kafka
+        self.topics = topics
+        restored = checkpoint.load(settings.checkpoint_dir)
+        state = restored.state if restored else initial_state(settings)
+        self.safe_offsets: dict[int, int] = dict(restored.offsets) if restored else {}
+        self.aggregator = Aggregator(state, settings.policy, settings.keys())
+        self.health = Health()
+        self.health.set("partitions_assigned", False)
+        self.health.set("model_broadcast", False)
+        self.positions: dict[int, int] = dict(self.safe_offsets)
+        self.checkpointed_version = state.version if restored else -1
+        self.broadcast_version = -1
+        self.last_broadcast = 0.0
+        self.consumer: AIOKafkaConsumer = make_consumer(
+            kafka, kafka.federation_servers(), group_id=settings.group_id, max_poll_records=settings.max_poll_records
+        )
+        self.producer = make_producer(kafka, kafka.federation_servers())
+        self.dlq = DeadLetterPublisher(self.producer, topics.dead_letter, "aggregator")
+        m.GLOBAL_VERSION.set(state.version)
+        log.info("aggregator_state", version=state.version, restored=restored is not None,
+                 offsets=self.safe_offsets, mode=settings.policy.mode)
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.settings.checkpoint_dir / "artifacts"
+
+    def http_app(self) -> FastAPI:
+        app = FastAPI(title="Facet aggregator", version="1")
+        add_probe_routes(app, self.health)
+
+        @app.get("/v1/artifacts/{name}", tags=["models"], summary="A global model too large for one message")
+        async def artifact(name: str) -> FileResponse:
+            path = self.artifact_dir / name
+            if "/" in name or not name.endswith(".safetensors") or not path.exists():
+                raise HTTPException(404, "no such artifact")
+            return FileResponse(path, media_type="application/octet-stream")
+
+        @app.get("/v1/status", tags=["models"], summary="Version and buffer state")
+        async def status() -> dict[str, object]:
+            return {"version": self.aggregator.state.version, "buffer_fill": self.aggregator.buffer_fill,
+                    "mode": self.settings.policy.mode}
+
+        return app
+
+    async def run(self, shutdown: ShutdownSignal) -> None:
+        stop_http = asyncio.Event()
+        http_task = asyncio.create_task(
+            serve(self.http_app(), self.settings.http_host, self.settings.http_port, stop_http)
+        )
+        await self.producer.start()
+        self.consumer.subscribe([self.topics.updates], listener=_SeekToCheckpoint(self))
+        await self.consumer.start()
+        try:
+            await self._broadcast(force=True)
+            while not shutdown.requested:
+                batches = await self.consumer.getmany(timeout_ms=500)
+                self.health.tick()
+                for tp, records in batches.items():
+                    for record in records:
+                        await self._process(record)
+                        self.positions[tp.partition] = record.offset + 1
+                        if self.aggregator.buffer_fill == 0:
+                            self.safe_offsets = dict(self.positions)
+                await self._maybe_checkpoint_and_broadcast()
+        finally:
+            await self._maybe_checkpoint_and_broadcast(final=True)
+            await self.consumer.stop()  # leaves the group
+            await self.producer.stop()  # flushes
+            stop_http.set()
+            await http_task
+            log.info("aggregator_stopped", version=self.aggregator.state.version)
+
+    async def _process(self, record: ConsumerRecord) -> None:
+        started = time.perf_counter()
+        try:
+            update = wire.decode(record.value, ModelUpdate)
+        except PoisonMessageError as error:
+            m.UPDATES_REJECTED.labels(error.reason).inc()
+            await self.dlq.publish(error, value=record.value, key=record.key, source_topic=record.topic,
+                                   partition=record.partition, offset=record.offset)
+            return
+        # Decoding and the axpy run in a worker thread: the loop keeps heartbeating.
+        outcome: Outcome = await asyncio.to_thread(self.aggregator.handle, update)
+        m.AGGREGATION_SECONDS.observe(time.perf_counter() - started)
+        m.BUFFER_FILL.set(self.aggregator.buffer_fill)
+        bound = log.bind(update_id=update.update_id, region=update.region, base_version=update.base_version,
+                         offset=record.offset)
+        if outcome.status == "rejected":
+            m.UPDATES_REJECTED.labels(outcome.reason or "unknown").inc()
+            bound.warning("update_rejected", reason=outcome.reason, detail=outcome.detail[:200])
+            return
+        m.UPDATES_APPLIED.labels(update.region).inc()
+        if outcome.staleness is not None:
+            m.STALENESS.observe(outcome.staleness)
+        if outcome.new_version is not None:
+            m.GLOBAL_VERSION.set(outcome.new_version)
+            bound.info("global_model_advanced", version=outcome.new_version, staleness=outcome.staleness)
+
+    async def _maybe_checkpoint_and_broadcast(self, final: bool = False) -> None:
+        state = self.aggregator.state
+        due = state.version - self.checkpointed_version >= self.settings.checkpoint_every_versions
+        moved = self.safe_offsets != getattr(self, "_committed", None)
+        if (final or due or moved) and (state.version != self.checkpointed_version or moved):
+            await self._checkpoint()
+        await self._broadcast(force=final)
+
+    async def _checkpoint(self) -> None:
+        state = self.aggregator.state
+        if self.aggregator.buffer_fill:  # never checkpoint half a FedBuff step: offsets stay before it
+            offsets = dict(self.safe_offsets)
+        else:
+            offsets = dict(self.positions)
+            self.safe_offsets = dict(offsets)
+        await asyncio.to_thread(checkpoint.save, self.settings.checkpoint_dir, state, offsets,
+                                self.settings.checkpoints_kept)
+        m.CHECKPOINTS.inc()
+        self.checkpointed_version = state.version
+        if offsets:
+            from aiokafka.structs import OffsetAndMetadata
+
+            await self.consumer.commit(
+                {TopicPartition(self.topics.updates, p): OffsetAndMetadata(o, "") for p, o in offsets.items()}
+            )
+        self._committed = dict(offsets)
+
+    async def _broadcast(self, force: bool = False) -> None:
+        state = self.aggregator.state
+        if state.version == self.broadcast_version:
+            return
+        elapsed = time.monotonic() - self.last_broadcast
+        behind = state.version - self.broadcast_version
+        if not force and elapsed < self.settings.broadcast_interval_s and behind < self.settings.broadcast_every_versions:
+            return
+        parameters = {k: v.clone() for k, v in state.parameters.items()}
+        blob = await asyncio.to_thread(to_bytes, parameters)
+        contributors = tuple(state.pending_contributors[-10_000:])
+        if len(blob) <= self.settings.inline_model_max_bytes:
+            message = GlobalModel(model_name=self.settings.model_name, version=state.version, parameters=blob,
+                                  contributing_updates=contributors)
+            transport = "inline"
+        else:
+            base = self.settings.artifact_base_url or f"http://127.0.0.1:{self.settings.http_port}/v1/artifacts"
+            pointer = await asyncio.to_thread(write_artifact, self.artifact_dir, self.settings.model_name,
+                                              state.version, blob, base)
+            message = GlobalModel(model_name=self.settings.model_name, version=state.version, artifact=pointer,
+                                  contributing_updates=contributors)
+            transport = "artifact"
+        await self.producer.send_and_wait(
+            self.topics.models, wire.encode(message), key=self.settings.model_name.encode(),
+            headers=wire.schema_headers(GlobalModel),
+        )
+        state.pending_contributors.clear()
+        self.broadcast_version = state.version
+        self.last_broadcast = time.monotonic()
+        self.health.set("model_broadcast", True)
+        m.BROADCASTS.labels(transport).inc()
+        log.info("global_model_broadcast", version=state.version, bytes=len(blob), transport=transport,
+                 contributors=len(contributors))
+
+
+async def run_aggregator(settings: AggregatorSettings, kafka: KafkaSettings, topics: TopicSettings) -> None:
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    shutdown = ShutdownSignal()
+    shutdown.install()
+    service = AggregatorService(settings, kafka, topics)
+    with contextlib.suppress(asyncio.CancelledError):
+        await service.run(shutdown)

@@ -1,0 +1,91 @@
+"""The recommendation API: thin routes over :class:`RegionalState`."""
+
+
+import time
+from typing import Annotated
+
+from fastapi import FastAPI, HTTPException, Query
+from prometheus_client import Counter, Histogram
+from pydantic import BaseModel, Field
+
+from facet.contracts import ItemAttributes, ShortId
+from facet.service.health import Health
+from facet.service.http import add_probe_routes
+from facet_recommender.settings import RecommenderSettings
+from facet_recommender.state import RegionalState
+
+REQUESTS = Counter("facet_recommender_requests_total", "Recommendation requests", ["strategy"])
+LATENCY = Histogram("facet_recommender_request_seconds", "Recommendation latency",
+                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+
+
+class Recommendations(BaseModel):
+    region: str
+    shopper: str | None
+    model_version: int
+    strategy: str
+    items: list[RecommendedItem]
+
+
+class NewItem(BaseModel):
+    item_id: ShortId
+    attributes: ItemAttributes
+    price: float | None = Field(default=None, ge=0, le=10_000_000)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+
+
+class SessionRequest(BaseModel):
+    """An anonymous session: the items viewed so far, oldest first, and optional context."""
+
+    recent_items: list[ShortId] = Field(default_factory=list, max_length=200)
+    k: int = Field(default=10, ge=1, le=1000)
+    exclude: list[ShortId] = Field(default_factory=list, max_length=1000)
+
+
+def create_app(settings: RecommenderSettings, state: RegionalState, health: Health) -> FastAPI:
+    app = FastAPI(title=f"Facet recommender ({settings.region})", version="1")
+    add_probe_routes(app, health)
+
+    def respond(shopper: str | None, history: list[int], k: int, exclude: set[int]) -> Recommendations:
+        started = time.perf_counter()
+        if k > settings.max_k:
+            raise HTTPException(422, f"k must be at most {settings.max_k}")
+        try:
+            serving, ranked, strategy = state.recommend(history, k, exclude, settings.trend_weight)
+        except LookupError as error:
+            raise HTTPException(503, str(error), headers={"Retry-After": "2"}) from error
+        REQUESTS.labels(strategy).inc()
+        LATENCY.observe(time.perf_counter() - started)
+        return Recommendations(region=settings.region, shopper=shopper, model_version=serving.version,
+                               strategy=strategy, items=[RecommendedItem(item_id=i, score=s) for i, s in ranked])
+
+    @app.get("/v1/recommendations", response_model=Recommendations, tags=["recommendations"],
+             responses={503: {}}, summary="Top-K for a known shopper (items already bought are left out)")
+    async def for_shopper(
+        shopper: Annotated[str, Query(min_length=1, max_length=128)],
+        k: Annotated[int, Query(ge=1, le=1000)] = 10,
+    ) -> Recommendations:
+        history = list(state.history.get(shopper, ()))
+        return respond(shopper, history, k, set(state.purchases.get(shopper, ())))
+
+    @app.post("/v1/recommendations", response_model=Recommendations, tags=["recommendations"],
+              responses={503: {}}, summary="Top-K for an anonymous session's recent items")
+    async def for_session(request: SessionRequest) -> Recommendations:
+        index = state.catalogue.index
+        history = [index[i] for i in request.recent_items if i in index]
+        exclude = {index[i] for i in request.exclude if i in index}
+        return respond(None, history, request.k, exclude)
+
+    @app.post("/v1/items", status_code=201, tags=["catalogue"], summary="Announce a new item with attributes")
+    async def announce(item: NewItem) -> dict[str, object]:
+        if item.price is not None and item.currency is None:
+            raise HTTPException(422, "price needs a currency")
+        position = state.announce_item(item.item_id, item.attributes, item.price, item.currency)
+        return {"item_id": item.item_id, "catalogue_size": len(state.catalogue), "position": position}
+
+    return app

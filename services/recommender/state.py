@@ -1,0 +1,135 @@
+"""What a regional recommender knows: the catalogue, shoppers' recent items and purchases (bounded),
+regional trends, and the model it serves (swapped atomically as one immutable object)."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from facet.contracts import BehaviourEvent, EventType, ItemAttributes
+from facet.model.features import ItemCatalogue
+from facet.model.network import ModelConfig, SequenceRecommender
+from facet.model.training import catalogue_tensors, score_histories
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    version: int
+    model: SequenceRecommender
+    #: Item vectors for the first ``items`` catalogue entries (refreshed as the catalogue grows).
+    item_vectors: torch.Tensor
+    items: int
+
+
+class RegionalState:
+    def __init__(self, config: ModelConfig, region: str, *, max_shoppers: int, max_purchases: int,
+                 max_items: int, trend_half_life: float) -> None:
+        self.config = config
+        self.region = region
+        self.space = config.feature_space()
+        self.region_bucket = self.space.region_bucket(region)
+        self.catalogue = ItemCatalogue(self.space)
+        self.max_shoppers = max_shoppers
+        self.max_purchases = max_purchases
+        self.max_items = max_items
+        self.history: OrderedDict[str, deque[int]] = OrderedDict()
+        self.purchases: dict[str, set[int]] = {}
+        self.trend = np.zeros(1024, dtype=np.float64)
+        self._trend_decay = math.exp(math.log(0.5) / trend_half_life)
+        self._trend_scale = 1.0
+        self.serving: ServingModel | None = None
+        self.events_seen = 0
+
+    # ---- state from the region's events -------------------------------------------------------
+    def observe(self, event: BehaviourEvent) -> None:
+        if len(self.catalogue) >= self.max_items and event.item_id not in self.catalogue.index:
+            return
+        item = self.catalogue.add_event(event)
+        self.events_seen += 1
+        recent = self.history.get(event.shopper_id)
+        if recent is None:
+            recent = self.history[event.shopper_id] = deque(maxlen=self.config.max_history)
+            if len(self.history) > self.max_shoppers:
+                evicted, _ = self.history.popitem(last=False)
+                self.purchases.pop(evicted, None)
+        else:
+            self.history.move_to_end(event.shopper_id)
+        if not recent or recent[-1] != item:
+            recent.append(item)
+        if event.event_type is EventType.PURCHASE:
+            bought = self.purchases.setdefault(event.shopper_id, set())
+            if len(bought) < self.max_purchases:
+                bought.add(item)
+        self._bump_trend(item, {"view": 1.0, "search": 1.0, "cart": 3.0, "purchase": 5.0}[event.event_type.value])
+
+    def announce_item(self, item_id: str, attributes: ItemAttributes, price: float | None, currency: str | None) -> int:
+        """A brand-new item with attributes: rankable at once, before anyone has touched it."""
+        return self.catalogue.add(item_id, attributes, price, currency)
+
+    def _bump_trend(self, item: int, weight: float) -> None:
+        # Exponential decay without touching every count: grow the scale of new mass instead.
+        self._trend_scale /= self._trend_decay
+        if self._trend_scale > 1e100:
+            self.trend /= self._trend_scale
+            self._trend_scale = 1.0
+        if item >= self.trend.size:
+            self.trend = np.concatenate([self.trend, np.zeros(max(item + 1, self.trend.size * 2) - self.trend.size)])
+        self.trend[item] += weight * self._trend_scale
+
+    def trend_scores(self, items: int) -> np.ndarray:
+        counts = np.zeros(items)
+        upto = min(items, self.trend.size)
+        counts[:upto] = self.trend[:upto] / self._trend_scale
+        return counts
+
+    # ---- the model ------------------------------------------------------------------------------
+    def load_model(self, parameters: dict[str, torch.Tensor], version: int) -> None:
+        model = SequenceRecommender(self.config)
+        model.load_state_dict(parameters)
+        model.eval()
+        self.serving = self._with_vectors(model, version)
+
+    def _with_vectors(self, model: SequenceRecommender, version: int) -> ServingModel:
+        items = len(self.catalogue)
+        with torch.no_grad():
+            vectors = model.item_vectors(*catalogue_tensors(self.catalogue)) if items else torch.zeros(0, self.config.dim)
+        return ServingModel(version, model, vectors, items)
+
+    def current(self) -> ServingModel | None:
+        serving = self.serving
+        if serving is not None and serving.items != len(self.catalogue):
+            serving = self.serving = self._with_vectors(serving.model, serving.version)
+        return serving
+
+    # ---- ranking --------------------------------------------------------------------------------
+    def recommend(self, history: list[int], k: int, exclude: set[int], trend_weight: float) -> tuple[
+        ServingModel, list[tuple[str, float]], str
+    ]:
+        serving = self.current()
+        if serving is None:
+            raise LookupError("no model loaded yet")
+        items = serving.items
+        if items == 0:
+            raise LookupError("the catalogue is still empty")
+        scores = score_histories(serving.model, catalogue_tensors(self.catalogue), [history], [self.region_bucket],
+                                 serving.item_vectors)[0]
+        strategy = "sequence"
+        if len(history) < 2 and trend_weight > 0:
+            # Cold start: the model's regional prior blended with what is trending in the region now.
+            trend = torch.from_numpy(np.log1p(self.trend_scores(items))).float()
+            weight = trend_weight if not history else trend_weight / 2
+            scores = scores + weight * trend / max(float(trend.max()), 1e-6) * float(scores.std() + 1e-6) * 3
+            strategy = "cold_start" if not history else "sequence+trend"
+        if exclude:
+            scores[list(exclude)] = -torch.inf
+        top = torch.topk(scores, min(k, items))
+        ranked = [
+            (self.catalogue.item_ids[i], float(s))
+            for i, s in zip(top.indices.tolist(), top.values.tolist(), strict=True)
+            if math.isfinite(s)
+        ]
+        return serving, ranked, strategy

@@ -1,0 +1,221 @@
+"""``facet trainer --region R``: learn from region R's events, publish compressed signed deltas.
+
+At-least-once, never lose an event: offsets are committed only after the update built from those
+events has been acknowledged by Kafka. Before partitions are revoked (rebalance, SIGTERM) the pending
+examples are trained, the update is sent and the offsets committed, so a sibling replica picks up
+exactly where this one stopped. A SIGKILLed replica's uncommitted events are re-read by its sibling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+
+import torch
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+from fastapi import FastAPI
+
+from facet import wire
+from facet.config import KafkaSettings, TopicSettings
+from facet.contracts import BehaviourEvent, GlobalModel, ModelUpdate, TrainingMetrics
+from facet.errors import PoisonMessageError
+from facet.federation.client import LocalLearner
+from facet.federation.privacy import PrivacyLedger
+from facet.federation.signing import sign
+from facet.kafka.clients import make_consumer, make_producer
+from facet.kafka.dlq import DeadLetterPublisher
+from facet.kafka.lag import consumer_lag
+from facet.kafka.shutdown import ShutdownSignal
+from facet.logging import get_logger
+from facet.model.features import ItemCatalogue
+from facet.service.health import Health
+from facet.service.http import add_probe_routes, serve
+from facet.service.model_feed import follow_models
+from facet_trainer import metrics as m
+from facet_trainer.settings import TrainerSettings
+from facet_trainer.window import TrainingWindow
+
+log = get_logger(__name__)
+
+
+class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: TrainerService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if revoked:
+            await self.service.flush(reason="partitions_revoked")
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.service.health.set("partitions_assigned", bool(assigned))
+        log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
+
+
+class TrainerService:
+    def __init__(self, settings: TrainerSettings, kafka: KafkaSettings, topics: TopicSettings) -> None:
+        self.settings = settings
+        self.kafka = kafka
+        self.topics = topics
+        self.region = settings.region
+        self.topic = topics.events_topic(settings.region)
+        self.space = settings.model.feature_space()
+        self.region_bucket = self.space.region_bucket(settings.region)
+        self.catalogue = ItemCatalogue(self.space)
+        self.window = TrainingWindow(self.catalogue, settings.model.max_history, settings.window_max_shoppers,
+                                     settings.window_max_items)
+        self.learner = LocalLearner(settings.model, settings.codec, lr=settings.lr, privacy=settings.privacy,
+                                    seed=hash(settings.replica_id) % 2**31)
+        self.ledger = PrivacyLedger(settings.privacy) if settings.privacy.enabled else None
+        self.health = Health()
+        self.health.set("partitions_assigned", False)
+        self.health.set("model_loaded", False)
+        self.lock = asyncio.Lock()
+        self.consumed: dict[int, int] = {}
+        self.newest_version = -1
+        self.last_send = time.monotonic()
+        self.updates_sent = 0
+        self.consumer = make_consumer(kafka, kafka.events_servers(), group_id=settings.group_id,
+                                      max_poll_records=500)
+        self.producer = make_producer(kafka, kafka.federation_servers())
+        self.dlq_producer = make_producer(kafka, kafka.events_servers())
+        self.dlq = DeadLetterPublisher(self.dlq_producer, topics.dead_letter, f"trainer-{self.region}")
+        self.log = log.bind(region=self.region, replica=settings.replica_id)
+
+    def http_app(self) -> FastAPI:
+        app = FastAPI(title=f"Facet trainer ({self.region})", version="1")
+        add_probe_routes(app, self.health)
+
+        @app.get("/v1/status", tags=["training"])
+        async def status() -> dict[str, object]:
+            return {"region": self.region, "base_version": self.learner.base_version,
+                    "updates_sent": self.updates_sent, "window_shoppers": self.window.shoppers,
+                    "dp_epsilon": self.ledger.epsilon() if self.ledger else None}
+
+        return app
+
+    async def on_model(self, parameters: dict[str, torch.Tensor], model: GlobalModel) -> None:
+        self.newest_version = max(self.newest_version, model.version)
+        async with self.lock:
+            if self.learner.load_global(parameters, model.version):
+                m.BASE_VERSION.labels(self.region).set(model.version)
+                self.health.set("model_loaded", True)
+                self.log.info("rebased", version=model.version)
+
+    async def run(self, shutdown: ShutdownSignal) -> None:
+        stop = asyncio.Event()
+        http_task = asyncio.create_task(serve(self.http_app(), self.settings.http_host, self.settings.http_port, stop))
+        feed = asyncio.create_task(
+            follow_models(self.kafka, self.topics.models, self.settings.model_name, self.on_model, stop)
+        )
+        await self.producer.start()
+        await self.dlq_producer.start()
+        self.consumer.subscribe([self.topic], listener=_DrainOnRevoke(self))
+        await self.consumer.start()
+        try:
+            while not shutdown.requested:
+                if not self.learner.ready:  # nothing to train from yet: do not read ahead of the window
+                    self.health.tick()
+                    await shutdown.wait(0.2)
+                    continue
+                batches = await self.consumer.getmany(timeout_ms=300, max_records=500)
+                self.health.tick()
+                for tp, records in batches.items():
+                    for record in records:
+                        await self._ingest(record)
+                        self.consumed[tp.partition] = record.offset + 1
+                    m.EVENTS.labels(self.region).inc(len(records))
+                if len(self.window) >= self.settings.batch_size:
+                    await self._train()
+                due = time.monotonic() - self.last_send >= self.settings.update_every_seconds
+                if self.learner.unsent_samples >= self.settings.update_every_samples or (
+                    due and (self.learner.unsent_samples or len(self.window))
+                ):
+                    await self.flush(reason="threshold")
+                for partition, lag in (await consumer_lag(self.consumer)).items():
+                    m.CONSUMER_LAG.labels(self.region, str(partition)).set(lag)
+                m.WINDOW_SHOPPERS.labels(self.region).set(self.window.shoppers)
+        finally:
+            await self.flush(reason="shutdown")
+            await self.consumer.stop()  # leaves the group: the sibling takes over at once
+            stop.set()
+            await asyncio.gather(feed, http_task, return_exceptions=True)
+            await self.producer.stop()
+            await self.dlq_producer.stop()
+            self.log.info("trainer_stopped", updates_sent=self.updates_sent)
+
+    async def _ingest(self, record: object) -> None:
+        value = getattr(record, "value", None)
+        try:
+            event = wire.decode(value, BehaviourEvent)
+            if event.region != self.region:
+                raise PoisonMessageError("wrong_region", f"{event.region} event on {self.topic}")
+        except PoisonMessageError as error:
+            await self.dlq.publish(error, value=value, key=getattr(record, "key", None), source_topic=self.topic,
+                                   partition=getattr(record, "partition", -1), offset=getattr(record, "offset", -1))
+            return
+        self.window.add(event, self.region_bucket)
+
+    async def _train(self) -> None:
+        if not len(self.window) or not self.learner.ready:
+            return
+        windows = self.window.take()
+        async with self.lock:
+            loss = await asyncio.to_thread(self.learner.train, self.catalogue, windows, self.settings.batch_size)
+        m.SAMPLES.labels(self.region).inc(windows.samples)
+        m.LOCAL_LOSS.labels(self.region).set(loss)
+
+    async def flush(self, reason: str) -> None:
+        """Train what is pending, send the update, wait for the ack, then commit what it covered."""
+        await self._train()
+        covered = dict(self.consumed)
+        async with self.lock:
+            prepared = await asyncio.to_thread(self.learner.prepare_update)
+        if prepared is not None:
+            update = ModelUpdate(
+                update_id=f"{self.settings.trainer_id}-{uuid.uuid4().hex}",
+                trainer_id=self.settings.trainer_id or "",
+                region=self.region,
+                base_version=prepared.base_version,
+                num_samples=prepared.num_samples,
+                metrics=TrainingMetrics(loss=prepared.loss, samples_per_second=prepared.samples_per_second,
+                                        steps=prepared.steps),
+                codec=self.settings.codec,
+                payload=prepared.payload,
+                created_at=datetime.now(UTC),
+            )
+            key = self.settings.signing_key.get_secret_value().encode() if self.settings.signing_key else b""
+            update = update.model_copy(update={"signature": sign(update, key)})
+            await self.producer.send_and_wait(self.topics.updates, wire.encode(update),
+                                              key=self.region.encode(), headers=wire.schema_headers(ModelUpdate))
+            self.updates_sent += 1
+            m.UPDATES_SENT.labels(self.region).inc()
+            m.UPDATE_BYTES.labels(self.region).observe(len(prepared.payload))
+            m.UPDATE_RAW_BYTES.labels(self.region).inc(prepared.raw_bytes)
+            m.COMPRESSION_RATIO.labels(self.region).set(prepared.raw_bytes / max(len(prepared.payload), 1))
+            m.SAMPLES_PER_SECOND.labels(self.region).set(prepared.samples_per_second)
+            m.STALENESS_AT_SEND.labels(self.region).set(max(0, self.newest_version - prepared.base_version))
+            if self.ledger is not None:
+                rate = prepared.num_samples / max(self.window.shoppers, prepared.num_samples, 1)
+                m.DP_EPSILON.labels(self.region).set(self.ledger.record(rate))
+            self.log.info("update_sent", reason=reason, samples=prepared.num_samples, bytes=len(prepared.payload),
+                          base_version=prepared.base_version, update_id=update.update_id)
+        self.last_send = time.monotonic()
+        if covered:
+            offsets = {TopicPartition(self.topic, p): OffsetAndMetadata(o, "") for p, o in covered.items()}
+            try:
+                await self.consumer.commit(offsets)
+            except Exception as error:  # a partition moved away meanwhile: its new owner re-reads (at least once)
+                self.log.warning("commit_failed", error=str(error))
+            for partition in covered:
+                if self.consumed.get(partition) == covered[partition]:
+                    del self.consumed[partition]
+
+
+async def run_trainer(settings: TrainerSettings, kafka: KafkaSettings, topics: TopicSettings) -> None:
+    torch.set_num_threads(1)  # one core per replica: scale out with replicas, not threads
+    shutdown = ShutdownSignal()
+    shutdown.install()
+    await TrainerService(settings, kafka, topics).run(shutdown)

@@ -1,0 +1,59 @@
+"""Trainer settings (env prefix FACET_TRAINER_)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from facet.compression.codecs import CodecSpec
+from facet.config import validate_region
+from facet.federation.privacy import PrivacySettings
+from facet.model.network import ModelConfig
+
+
+class TrainerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACET_TRAINER_", env_nested_delimiter="__", extra="ignore")
+
+    region: str
+    #: Identity the aggregator knows (one HMAC key per identity); replicas of a region share it.
+    trainer_id: str | None = None
+    replica_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    group_id: str | None = None
+    model_name: str = "facet-recommender"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    codec: str = "rows+int8+zstd"
+    lr: float = Field(default=3e-3, gt=0)
+    batch_size: int = Field(default=64, ge=1)
+    #: Publish an update every N trained samples or T seconds, whichever comes first.
+    update_every_samples: int = Field(default=2_000, ge=1)
+    update_every_seconds: float = Field(default=10.0, gt=0)
+    #: Memory cap of the training window: shoppers whose recent history is kept (LRU).
+    window_max_shoppers: int = Field(default=50_000, ge=10)
+    window_max_items: int = Field(default=200_000, ge=10)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    signing_key: SecretStr | None = None
+    http_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    http_port: int = Field(default=8083, ge=0, le=65535)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return validate_region(value)
+
+    @field_validator("codec")
+    @classmethod
+    def _codec(cls, value: str) -> str:
+        return CodecSpec.parse(value).name
+
+    @model_validator(mode="after")
+    def _defaults(self) -> TrainerSettings:
+        if self.trainer_id is None:
+            self.trainer_id = f"trainer-{self.region}"
+        if self.group_id is None:
+            self.group_id = f"facet-trainer-{self.region}"
+        if self.signing_key is None:
+            raise ValueError("signing_key is required: the aggregator rejects unsigned updates")
+        return self

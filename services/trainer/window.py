@@ -1,0 +1,68 @@
+"""The bounded training window: each shopper's recent items (LRU-capped) and the next-item examples
+not yet trained on. Memory is bounded by the shopper cap × history length, whatever the stream size."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+
+import numpy as np
+
+from facet.contracts import BehaviourEvent
+from facet.model.features import ItemCatalogue
+from facet.model.training import PAD, Windows
+
+
+class TrainingWindow:
+    def __init__(self, catalogue: ItemCatalogue, history: int, max_shoppers: int, max_items: int) -> None:
+        self.catalogue = catalogue
+        self.history = history
+        self.max_shoppers = max_shoppers
+        self.max_items = max_items
+        self._recent: OrderedDict[str, deque[int]] = OrderedDict()
+        self._inputs: list[list[int]] = []
+        self._targets: list[int] = []
+        self._regions: list[int] = []
+        self.evicted_shoppers = 0
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    @property
+    def shoppers(self) -> int:
+        return len(self._recent)
+
+    def add(self, event: BehaviourEvent, region_bucket: int) -> bool:
+        """Remember the event; True when it produced a training example (a next item after a history)."""
+        if len(self.catalogue) >= self.max_items and event.item_id not in self.catalogue.index:
+            return False  # catalogue full: the item is still ranked by attributes where it is known
+        item = self.catalogue.add_event(event)
+        recent = self._recent.get(event.shopper_id)
+        if recent is None:
+            recent = deque(maxlen=self.history)
+            self._recent[event.shopper_id] = recent
+            if len(self._recent) > self.max_shoppers:
+                self._recent.popitem(last=False)
+                self.evicted_shoppers += 1
+        else:
+            self._recent.move_to_end(event.shopper_id)
+        produced = False
+        if recent and recent[-1] != item:
+            self._inputs.append(list(recent))
+            self._targets.append(item)
+            self._regions.append(region_bucket)
+            produced = True
+        if not recent or recent[-1] != item:
+            recent.append(item)
+        return produced
+
+    def take(self) -> Windows:
+        """The pending examples as single-target windows; the pending list empties."""
+        count = len(self._targets)
+        inputs = np.full((count, self.history), PAD, dtype=np.int64)
+        targets = np.full((count, self.history), PAD, dtype=np.int64)
+        for row, (history, target) in enumerate(zip(self._inputs, self._targets, strict=True)):
+            inputs[row, : len(history)] = history
+            targets[row, len(history) - 1] = target
+        windows = Windows(inputs, targets, np.asarray(self._regions, dtype=np.int64))
+        self._inputs, self._targets, self._regions = [], [], []
+        return windows

@@ -1,0 +1,114 @@
+"""A regional learner, free of Kafka: trains from the latest global model, produces compressed deltas,
+and rebases onto new global versions without losing unsent local progress. The trainer service and the
+federation benchmark both use it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from facet.compression.codecs import CodecSpec, ErrorFeedback
+from facet.federation.privacy import PrivacySettings, privatize
+from facet.model.features import ItemCatalogue
+from facet.model.network import ModelConfig, SequenceRecommender
+from facet.model.training import Windows, catalogue_tensors, make_optimizer, train_batch
+
+
+@dataclass(frozen=True)
+class PreparedUpdate:
+    payload: bytes
+    num_samples: int
+    base_version: int
+    loss: float
+    steps: int
+    samples_per_second: float
+    raw_bytes: int
+
+
+class LocalLearner:
+    def __init__(
+        self, config: ModelConfig, codec: str, *, lr: float = 3e-3, privacy: PrivacySettings | None = None,
+        seed: int = 0,
+    ) -> None:
+        torch.manual_seed(seed)
+        self.model = SequenceRecommender(config)
+        self.optimizer = make_optimizer(self.model, lr)
+        self.codec = CodecSpec.parse(codec)
+        self.feedback = ErrorFeedback()
+        self.privacy = privacy
+        self.base_version: int | None = None
+        self._anchor: dict[str, torch.Tensor] = {}
+        self._samples = 0
+        self._steps = 0
+        self._losses: list[float] = []
+        self._train_seconds = 0.0
+        self._round = 0
+        self._generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def ready(self) -> bool:
+        return self.base_version is not None
+
+    @property
+    def unsent_samples(self) -> int:
+        return self._samples
+
+    def load_global(self, parameters: Mapping[str, torch.Tensor], version: int) -> bool:
+        """Rebase onto a newer global model: local = global + (local - anchor). False when not newer."""
+        if self.base_version is not None and version <= self.base_version:
+            return False
+        with torch.no_grad():
+            state = self.model.state_dict()
+            for name, tensor in parameters.items():
+                progress = state[name] - self._anchor[name] if self._anchor else 0
+                state[name].copy_(tensor + progress)
+            self._anchor = {name: tensor.detach().clone() for name, tensor in parameters.items()}
+        self.base_version = version
+        return True
+
+    def train(self, catalogue: ItemCatalogue, windows: Windows, batch_size: int = 128) -> float:
+        """One pass over the windows; returns the mean loss."""
+        if not self.ready:
+            raise RuntimeError("no global model yet")
+        items = catalogue_tensors(catalogue)
+        started = time.perf_counter()
+        losses = []
+        for start in range(0, len(windows), batch_size):
+            batch = windows.subset(torch.arange(start, min(start + batch_size, len(windows))).numpy())
+            loss, count = train_batch(self.model, self.optimizer, items, batch)
+            losses.append(loss)
+            self._samples += count
+            self._steps += 1
+        self._train_seconds += time.perf_counter() - started
+        self._losses.extend(losses)
+        return sum(losses) / len(losses) if losses else float("nan")
+
+    def prepare_update(self) -> PreparedUpdate | None:
+        """Compress local - anchor (plus the error-feedback residual); the anchor moves to local."""
+        if not self.ready or self._samples == 0:
+            return None
+        with torch.no_grad():
+            state = self.model.state_dict()
+            delta = {name: state[name] - self._anchor[name] for name in state}
+            if self.privacy is not None and self.privacy.enabled:
+                delta = privatize(delta, self.privacy, self._generator)
+            self._round += 1
+            payload = self.feedback.compress(delta, self.codec, seed=self._round)
+            self._anchor = {name: tensor.detach().clone() for name, tensor in state.items()}
+        raw = sum(t.numel() * 4 for t in delta.values())
+        update = PreparedUpdate(
+            payload=payload,
+            num_samples=self._samples,
+            base_version=self.base_version or 0,
+            loss=sum(self._losses) / len(self._losses) if self._losses else 0.0,
+            steps=self._steps,
+            samples_per_second=self._samples / self._train_seconds if self._train_seconds else 0.0,
+            raw_bytes=raw,
+        )
+        self._samples = self._steps = 0
+        self._losses = []
+        self._train_seconds = 0.0
+        return update

@@ -1,0 +1,135 @@
+"""The aggregator's state machine, free of Kafka: validate an update, then mix it in (FedAsync) or
+buffer it (FedBuff). The service feeds it records; the federation benchmark feeds it directly, so both
+run exactly the same aggregation code."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, Field
+
+from facet.compression.codecs import CodecSpec, decode_delta
+from facet.contracts import ModelUpdate
+from facet.federation.aggregation import WeightedDelta, fedasync_step, fedbuff_step
+from facet.federation.signing import verify
+from facet.federation.staleness import PolynomialStaleness, StalenessConfig
+from facet.federation.validation import UpdateRejected, check_delta, check_staleness, spec_of
+
+
+class AggregationPolicy(BaseModel):
+    mode: Literal["fedasync", "fedbuff"] = "fedbuff"
+    #: FedBuff: updates per server step.
+    buffer_size: int = Field(default=4, ge=1, le=10_000)
+    server_lr: float = Field(default=1.0, gt=0, le=10)
+    #: FedAsync: mixing weight of one fresh update.
+    alpha: float = Field(default=0.6, gt=0, le=1)
+    staleness: StalenessConfig = Field(default_factory=PolynomialStaleness)
+    max_staleness: int = Field(default=50, ge=0)
+    max_update_norm: float = Field(default=50.0, gt=0)
+    on_large_norm: Literal["clip", "reject"] = "clip"
+    require_signatures: bool = True
+    #: How many applied update ids are remembered for deduplication (replays older than this are also
+    #: too stale to apply, as long as it exceeds max_staleness × buffer_size).
+    remembered_update_ids: int = Field(default=200_000, ge=1_000)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Literal["applied", "buffered", "rejected"]
+    reason: str | None = None
+    detail: str = ""
+    staleness: int | None = None
+    #: Set when this update completed a server step: the new global version.
+    new_version: int | None = None
+
+
+@dataclass
+class AggregatorState:
+    """Everything a checkpoint must hold to resume exactly."""
+
+    parameters: dict[str, torch.Tensor]
+    version: int = 0
+    applied_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    #: Update ids that went into each version since the last broadcast.
+    pending_contributors: list[str] = field(default_factory=list)
+
+
+class Aggregator:
+    def __init__(
+        self, state: AggregatorState, policy: AggregationPolicy, trainer_keys: Mapping[str, bytes]
+    ) -> None:
+        self.state = state
+        self.policy = policy
+        self.trainer_keys = dict(trainer_keys)
+        self.spec = spec_of(state.parameters)
+        self._buffer: list[tuple[ModelUpdate, WeightedDelta]] = []
+        self._buffered_ids: set[str] = set()
+
+    @property
+    def buffer_fill(self) -> int:
+        return len(self._buffer)
+
+    def handle(self, update: ModelUpdate) -> Outcome:
+        """Validate and apply (or buffer) one update; never raises for a bad update."""
+        try:
+            weighted = self._validate(update)
+        except UpdateRejected as rejected:
+            return Outcome("rejected", rejected.reason, rejected.detail)
+        if self.policy.mode == "fedasync":
+            fedasync_step(self.state.parameters, weighted, self.policy.staleness, self.policy.alpha)
+            return Outcome("applied", staleness=weighted.staleness, new_version=self._advance([update]))
+        self._buffer.append((update, weighted))
+        self._buffered_ids.add(update.update_id)
+        if len(self._buffer) < self.policy.buffer_size:
+            return Outcome("buffered", staleness=weighted.staleness)
+        return Outcome("applied", staleness=weighted.staleness, new_version=self.flush())
+
+    def flush(self) -> int | None:
+        """FedBuff server step over whatever is buffered (also used on shutdown)."""
+        if not self._buffer:
+            return None
+        updates, deltas = zip(*self._buffer, strict=True)
+        fedbuff_step(self.state.parameters, list(deltas), self.policy.staleness, self.policy.server_lr)
+        self._buffer.clear()
+        self._buffered_ids.clear()
+        return self._advance(list(updates))
+
+    def _advance(self, updates: list[ModelUpdate]) -> int:
+        self.state.version += 1
+        for update in updates:
+            self.state.applied_ids[update.update_id] = self.state.version
+            self.state.pending_contributors.append(update.update_id)
+        while len(self.state.applied_ids) > self.policy.remembered_update_ids:
+            self.state.applied_ids.popitem(last=False)
+        return self.state.version
+
+    def _validate(self, update: ModelUpdate) -> WeightedDelta:
+        key = self.trainer_keys.get(update.trainer_id)
+        if self.policy.require_signatures:
+            if key is None:
+                raise UpdateRejected("unknown_trainer", f"no key for trainer {update.trainer_id!r}")
+            if update.signature is None:
+                raise UpdateRejected("missing_signature", "update is not signed")
+            if not verify(update, key):
+                raise UpdateRejected("bad_signature", "signature does not match")
+        if update.update_id in self.state.applied_ids or update.update_id in self._buffered_ids:
+            raise UpdateRejected("duplicate", f"update {update.update_id} was already applied")
+        staleness = check_staleness(update.base_version, self.state.version, self.policy.max_staleness)
+        try:
+            CodecSpec.parse(update.codec)
+        except ValueError as exc:
+            raise UpdateRejected("bad_codec", str(exc)) from exc
+        try:
+            delta = decode_delta(update.payload)
+        except UpdateRejected:
+            raise
+        except Exception as exc:  # decode_delta raises PoisonMessageError; keep its reason
+            reason = getattr(exc, "reason", "bad_codec")
+            raise UpdateRejected(reason, str(exc)) from exc
+        checked = check_delta(delta, self.spec, max_norm=self.policy.max_update_norm,
+                              on_large_norm=self.policy.on_large_norm)
+        return WeightedDelta(checked, update.num_samples, staleness)

@@ -1,0 +1,41 @@
+"""Serve a FastAPI app inside a service's own event loop, with the standard probe and metrics routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import uvicorn
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from facet.service.health import Health
+
+
+def add_probe_routes(app: FastAPI, health: Health) -> None:
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the consume loop is turning")
+    async def healthz() -> JSONResponse:
+        ok, detail = health.alive()
+        return JSONResponse({"status": "ok" if ok else "stalled", **detail}, status_code=200 if ok else 503)
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: everything needed to serve is in place")
+    async def readyz() -> JSONResponse:
+        ok, detail = health.ready()
+        return JSONResponse({"status": "ready" if ok else "not_ready", **detail}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
+    """Run uvicorn until ``stop`` is set; signals stay with the service (it drains Kafka first)."""
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

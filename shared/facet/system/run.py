@@ -1,0 +1,380 @@
+"""``facet run``: the whole system on one machine, each service its own process, with a live view.
+
+ingest ← workload generator (HTTP, at a set rate) → facet.events.<region>.v1 → trainers (one group per
+region, two replicas for the largest) → facet.updates.v1 → aggregator → facet.models.v1 → recommenders
+(one per region) and the live evaluator. Stops after ``duration_s`` or on Ctrl-C, drains every process
+with SIGTERM, and writes a report (JSON + PNG) under ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from facet.config import DEFAULT_REGIONS, KafkaSettings, TopicSettings
+from facet.contracts import BehaviourEvent, GlobalModel
+from facet.kafka.admin import create_all_topics
+from facet.kafka.broker import provision_broker
+from facet.logging import get_logger
+from facet.model.network import ModelConfig
+from facet.service.model_feed import follow_models
+from facet.system.live_eval import LiveEvaluator
+from facet.system.report import write_report
+from facet.system.scrape import scrape, scrape_labelled
+from facet.system.supervisor import Supervisor
+from facet.workload.generator import JewelryWorkload, WorkloadConfig
+
+log = get_logger(__name__)
+
+#: The model every process of the main job shares (small enough to broadcast inline).
+SYSTEM_MODEL = ModelConfig(id_buckets=8_192, dim=48, max_history=20)
+
+
+class SystemConfig(BaseModel):
+    duration_s: float = Field(default=180.0, gt=0)
+    events_per_second: float = Field(default=400.0, gt=0)
+    regions: tuple[str, ...] = DEFAULT_REGIONS
+    seed: int = 7
+    out_dir: Path = Path("runs")
+    held_out_share: float = Field(default=0.15, ge=0, lt=1)
+    eval_interval_s: float = Field(default=10.0, gt=0)
+    #: Chaos: SIGKILL this process at this second (it is restarted and the report says so).
+    kill_process: str | None = None
+    kill_at_s: float = 60.0
+    #: Replay a real dataset instead of the generator: "jewelry" or "retail".
+    replay: str | None = None
+    batch_size: int = Field(default=200, ge=1, le=1000)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _model_env(prefix: str) -> dict[str, str]:
+    return {f"{prefix}MODEL__{k.upper()}": str(v) for k, v in SYSTEM_MODEL.model_dump().items()}
+
+
+class SystemRun:
+    def __init__(self, config: SystemConfig, console: Console) -> None:
+        self.config = config
+        self.console = console
+        self.started = time.monotonic()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.out = config.out_dir / stamp
+        self.supervisor = Supervisor(self.out / "logs")
+        self.ports: dict[str, int] = {}
+        self.evaluator = LiveEvaluator(SYSTEM_MODEL)
+        self.timeline: list[dict[str, Any]] = []
+        self.sent_events = 0
+        self.rejected_events = 0
+        self.http_errors: dict[str, int] = {}
+        self.latest_model: tuple[int, dict[str, torch.Tensor]] | None = None
+        self.status: dict[str, Any] = {}
+        self.stop = asyncio.Event()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    # ---- processes ----------------------------------------------------------------------------
+    def start_services(self, bootstrap: str, idempotence: bool) -> str:
+        trainer_keys = {f"trainer-{r}": secrets.token_hex(32) for r in self.config.regions}
+        api_key = secrets.token_urlsafe(24)
+        import hashlib
+
+        common = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "FACET_KAFKA_ENABLE_IDEMPOTENCE": str(idempotence).lower(),
+            "FACET_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "FACET_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+            "FACET_LOG_LEVEL": "INFO",
+        }
+        self.ports["aggregator"] = _free_port()
+        self.supervisor.start("aggregator", ["aggregator", "--port", str(self.ports["aggregator"])], {
+            **common, **_model_env("FACET_AGGREGATOR_"),
+            "FACET_AGGREGATOR_TRAINER_KEYS": json.dumps(trainer_keys),
+            "FACET_AGGREGATOR_CHECKPOINT_DIR": str(self.out / "state" / "aggregator"),
+            "FACET_AGGREGATOR_POLICY__MODE": "fedbuff",
+            "FACET_AGGREGATOR_POLICY__BUFFER_SIZE": "3",
+            "FACET_AGGREGATOR_BROADCAST_INTERVAL_S": "3",
+        })
+        largest = self.config.regions[0]
+        for region in self.config.regions:
+            replicas = 2 if region == largest else 1
+            for replica in range(replicas):
+                name = f"trainer-{region}-{replica}"
+                self.ports[name] = _free_port()
+                self.supervisor.start(name, ["trainer", "--region", region, "--port", str(self.ports[name])], {
+                    **common, **_model_env("FACET_TRAINER_"),
+                    "FACET_TRAINER_SIGNING_KEY": trainer_keys[f"trainer-{region}"],
+                    "FACET_TRAINER_REPLICA_ID": name,
+                    "FACET_TRAINER_UPDATE_EVERY_SAMPLES": "600",
+                    "FACET_TRAINER_UPDATE_EVERY_SECONDS": "5",
+                })
+        for region in self.config.regions:
+            name = f"recommender-{region}"
+            self.ports[name] = _free_port()
+            self.supervisor.start(name, ["recommender", "--region", region, "--port", str(self.ports[name])],
+                                  {**common, **_model_env("FACET_RECOMMENDER_")})
+        self.ports["ingest"] = _free_port()
+        self.supervisor.start("ingest", ["ingest", "--port", str(self.ports["ingest"])], {
+            **common,
+            "FACET_INGEST_REGIONS": json.dumps(list(self.config.regions)),
+            "FACET_INGEST_API_KEY_HASHES": json.dumps({"facet-demo": hashlib.sha256(api_key.encode()).hexdigest()}),
+        })
+        return api_key
+
+    def url(self, name: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    async def wait_ready(self, client: httpx.AsyncClient, names: list[str], timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = set(names)
+        while pending and time.monotonic() < deadline:
+            for name in list(pending):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(self.url(name, "/healthz"), timeout=1.0)).status_code == 200:
+                        pending.discard(name)
+            self.supervisor.check()
+            await asyncio.sleep(0.5)
+        if pending:
+            raise TimeoutError(f"services not up after {timeout_s}s: {sorted(pending)}")
+
+    # ---- workload -----------------------------------------------------------------------------
+    def events(self) -> Any:
+        if self.config.replay:
+            from facet.evaluation.datasets import DatasetName, load_events
+
+            events = load_events(DatasetName(self.config.replay))
+            events.sort(key=lambda e: e.occurred_at)
+            allowed = set(self.config.regions)
+            return iter([e for e in events if e.region in allowed])
+        regions = tuple(r for r in self.config.regions)
+        return JewelryWorkload(WorkloadConfig(seed=self.config.seed, sessions=10_000_000, regions=regions)).events()
+
+    async def produce(self, client: httpx.AsyncClient, api_key: str) -> None:
+        import random
+
+        rng = random.Random(self.config.seed)
+        stream = self.events()
+        batch: list[BehaviourEvent] = []
+        session: list[BehaviourEvent] = []
+        interval = self.config.batch_size / self.config.events_per_second
+        next_send = time.monotonic()
+        headers = {"X-API-Key": api_key}
+        while not self.stop.is_set():
+            event = next(stream, None)
+            if event is None:
+                break
+            if session and event.session_id != session[-1].session_id:
+                self._route_session(session, batch, rng)
+                session = []
+            session.append(event)
+            if len(batch) >= self.config.batch_size:
+                await asyncio.sleep(max(0.0, next_send - time.monotonic()))
+                next_send = max(next_send + interval, time.monotonic() - 1.0)
+                await self._post(client, headers, batch)
+                batch = []
+        if batch:
+            await self._post(client, headers, batch)
+
+    def _route_session(self, session: list[BehaviourEvent], batch: list[BehaviourEvent], rng: Any) -> None:
+        hold = len(session) >= 2 and rng.random() < self.config.held_out_share
+        for event in session[:-1] if hold else session:
+            self.evaluator.sent(event)
+            batch.append(event)
+        if hold:
+            self.evaluator.hold_out(session[-1])
+
+    async def _post(self, client: httpx.AsyncClient, headers: dict[str, str], batch: list[BehaviourEvent]) -> None:
+        body = {"events": [e.model_dump(mode="json") for e in batch]}
+        for attempt in range(30):
+            try:
+                response = await client.post(self.url("ingest", "/v1/events"), json=body, headers=headers, timeout=30)
+            except httpx.HTTPError as error:
+                self.http_errors[type(error).__name__] = self.http_errors.get(type(error).__name__, 0) + 1
+                await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
+                continue
+            if response.status_code == 202:
+                result = response.json()
+                self.sent_events += result["accepted"]
+                self.rejected_events += result["rejected"]
+                return
+            self.http_errors[str(response.status_code)] = self.http_errors.get(str(response.status_code), 0) + 1
+            await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+        log.error("batch_not_delivered", events=len(batch))
+
+    # ---- monitoring ---------------------------------------------------------------------------
+    async def on_model(self, parameters: dict[str, torch.Tensor], model: GlobalModel) -> None:
+        self.latest_model = (model.version, parameters)
+
+    async def monitor(self, client: httpx.AsyncClient) -> None:
+        last_eval = 0.0
+        last_sent, last_t = 0, self.elapsed()
+        chaos_done = False
+        while not self.stop.is_set():
+            await asyncio.sleep(1.0)
+            self.supervisor.check()
+            now = self.elapsed()
+            if self.config.kill_process and not chaos_done and now >= self.config.kill_at_s:
+                pid = self.supervisor.kill(self.config.kill_process)
+                self.console.log(f"chaos: SIGKILLed {self.config.kill_process} (pid {pid})")
+                chaos_done = True
+            aggregator = await scrape(client, self.url("aggregator", "/metrics"))
+            update_bytes = raw_bytes = 0.0
+            for name in self.ports:
+                if name.startswith("trainer-"):
+                    trainer = await scrape(client, self.url(name, "/metrics"))
+                    update_bytes += trainer.get("facet_trainer_update_bytes_sum", 0.0)
+                    raw_bytes += trainer.get("facet_trainer_update_raw_bytes_total", 0.0)
+            rejected = await scrape_labelled(client, self.url("aggregator", "/metrics"),
+                                             "facet_aggregator_updates_rejected_total", "reason")
+            applied_by_region = await scrape_labelled(client, self.url("aggregator", "/metrics"),
+                                                      "facet_aggregator_updates_applied_total", "region")
+            rate = (self.sent_events - last_sent) / max(now - last_t, 1e-6)
+            last_sent, last_t = self.sent_events, now
+            staleness_count = aggregator.get("facet_aggregator_update_staleness_count", 0.0)
+            self.status = {
+                "t": round(now, 1),
+                "events_per_second": rate,
+                "events_sent": self.sent_events,
+                "global_version": aggregator.get("facet_aggregator_global_version", 0.0),
+                "updates_applied": aggregator.get("facet_aggregator_updates_applied_total", 0.0),
+                "updates_rejected": dict(rejected),
+                "updates_applied_by_region": dict(applied_by_region),
+                "mean_staleness": aggregator.get("facet_aggregator_update_staleness_sum", 0.0) / staleness_count
+                if staleness_count else 0.0,
+                "update_bytes": update_bytes,
+                "update_raw_bytes": raw_bytes,
+                "regions": self.status.get("regions", {}),
+                "popularity_ndcg10": self.status.get("popularity_ndcg10"),
+                "model_version_evaluated": self.status.get("model_version_evaluated"),
+            }
+            if self.latest_model is not None and now - last_eval >= self.config.eval_interval_s:
+                last_eval = now
+                version, parameters = self.latest_model
+                results = await asyncio.to_thread(self.evaluator.evaluate, parameters)
+                if results:
+                    self.status["regions"] = results
+                    self.status["model_version_evaluated"] = version
+                    weights = {r: v["cases"] for r, v in results.items()}
+                    total = sum(weights.values())
+                    self.status["ndcg10"] = sum(v["ndcg10"] * weights[r] for r, v in results.items()) / total
+                    self.status["popularity_ndcg10"] = sum(
+                        v["ndcg10_popularity"] * weights[r] for r, v in results.items()) / total
+            self.timeline.append(dict(self.status))
+
+    def view(self) -> Table:
+        status = self.status
+        table = Table(title=f"Facet: the whole system ({self.elapsed():.0f}s / {self.config.duration_s:.0f}s)")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_row("events/s into ingest", f"{status.get('events_per_second', 0):,.0f}")
+        table.add_row("events accepted", f"{self.sent_events:,}")
+        table.add_row("global version", f"{status.get('global_version', 0):.0f}")
+        table.add_row("updates applied", f"{status.get('updates_applied', 0):.0f}")
+        table.add_row("updates rejected", json.dumps(status.get("updates_rejected", {})) or "0")
+        table.add_row("mean staleness", f"{status.get('mean_staleness', 0):.2f}")
+        table.add_row("update MB sent (float32 MB)",
+                      f"{status.get('update_bytes', 0) / 1e6:.2f} ({status.get('update_raw_bytes', 0) / 1e6:.1f})")
+        for region, values in sorted(status.get("regions", {}).items()):
+            table.add_row(f"NDCG@10 {region}",
+                          f"{values['ndcg10']:.3f} (popularity {values['ndcg10_popularity']:.3f})")
+        restarts = [i for i in self.supervisor.incidents]
+        if restarts:
+            table.add_row("incidents", f"{len(restarts)} (last: {restarts[-1].get('process')})")
+        return table
+
+    # ---- the whole run ------------------------------------------------------------------------
+    async def run(self) -> Path:
+        with provision_broker(log_path=self.out / "logs" / "broker.log") as broker:
+            kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers,
+                                  enable_idempotence=broker.supports_idempotence)
+            topics = TopicSettings()
+            await create_all_topics(kafka, topics, self.config.regions)
+            api_key = self.start_services(broker.bootstrap_servers, broker.supports_idempotence)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.stop.set)
+            exit_codes: dict[str, int | None] = {}
+            async with httpx.AsyncClient() as client:
+                try:
+                    self.console.log(f"starting {len(self.supervisor.processes)} service processes; logs in "
+                                     f"{self.out / 'logs'}")
+                    await self.wait_ready(client, list(self.ports))
+                    self.started = time.monotonic()
+                    feed_stop = asyncio.Event()
+                    feed = asyncio.create_task(follow_models(kafka, topics.models, "facet-recommender",
+                                                             self.on_model, feed_stop))
+                    producer = asyncio.create_task(self.produce(client, api_key))
+                    monitor = asyncio.create_task(self.monitor(client))
+                    with Live(self.view(), console=self.console, refresh_per_second=2) as live:
+                        while not self.stop.is_set() and self.elapsed() < self.config.duration_s:
+                            await asyncio.sleep(0.5)
+                            live.update(self.view())
+                            if producer.done() and producer.exception():
+                                raise producer.exception()  # type: ignore[misc]
+                    self.stop.set()
+                    await asyncio.gather(producer, monitor, return_exceptions=True)
+                    sample = await self._sample_recommendation(client)
+                    feed_stop.set()
+                    await feed
+                finally:
+                    order = ["ingest", *[n for n in self.ports if n.startswith("trainer-")], "aggregator",
+                             *[n for n in self.ports if n.startswith("recommender-")]]
+                    exit_codes = self.supervisor.stop(order=[n for n in order if n in self.supervisor.processes])
+        return self._write(exit_codes, locals().get("sample"))
+
+    async def _sample_recommendation(self, client: httpx.AsyncClient) -> dict[str, Any] | None:
+        region = self.config.regions[0]
+        shopper = next((s for s, h in self.evaluator.history.items() if len(h) >= 2), None)
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            response = await client.get(self.url(f"recommender-{region}", "/v1/recommendations"),
+                                        params={"shopper": shopper or "nobody", "k": 5}, timeout=5)
+            return {"status": response.status_code, "body": response.json()}
+        return None
+
+    def _write(self, exit_codes: dict[str, int | None], sample: dict[str, Any] | None) -> Path:
+        final = self.timeline[-1] if self.timeline else {}
+        evaluated = [p for p in self.timeline if p.get("regions")]
+        contributed = sorted(self.status.get("regions", {}))
+        report = {
+            "config": json.loads(self.config.model_dump_json()),
+            "model": SYSTEM_MODEL.model_dump(),
+            "events_accepted": self.sent_events,
+            "events_rejected": self.rejected_events,
+            "http_errors": self.http_errors,
+            "final": final,
+            "first_evaluation": evaluated[0] if evaluated else None,
+            "regions_evaluated": contributed,
+            "incidents": self.supervisor.incidents,
+            "exit_codes": exit_codes,
+            "clean_shutdown": all(code == 0 for code in exit_codes.values()),
+            "sample_recommendation": sample,
+            "timeline": self.timeline,
+        }
+        paths = write_report(self.out, report)
+        return paths["json"]
+
+
+async def run_system(config: SystemConfig, console: Console | None = None) -> Path:
+    console = console or Console()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    return await SystemRun(config, console).run()
