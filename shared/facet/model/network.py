@@ -8,6 +8,8 @@ attributes alone instead of by noise.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -26,6 +28,10 @@ class ModelConfig(BaseModel):
     dropout: float = Field(default=0.1, ge=0, lt=1)
     #: Share of items whose id embedding is hidden in a training step (teaches the attribute path).
     id_dropout: float = Field(default=0.2, ge=0, lt=1)
+    #: Shopper encoder: a GRU, or causal self-attention (SASRec-style; copies items from long histories).
+    encoder: Literal["gru", "attention"] = "gru"
+    attention_layers: int = Field(default=2, ge=1, le=8)
+    attention_heads: int = Field(default=2, ge=1, le=16)
 
     def feature_space(self) -> FeatureSpace:
         return FeatureSpace(self.id_buckets, self.attribute_buckets, self.region_buckets)
@@ -40,7 +46,14 @@ class SequenceRecommender(nn.Module):
         self.item_bias = nn.Embedding(config.id_buckets, 1)
         self.attribute = nn.Embedding(config.attribute_buckets, dim)
         self.region = nn.Embedding(config.region_buckets, dim)
-        self.encoder = nn.GRU(dim, dim, batch_first=True)
+        if config.encoder == "gru":
+            self.encoder: nn.Module = nn.GRU(dim, dim, batch_first=True)
+        else:
+            self.position = nn.Embedding(config.max_history, dim)
+            layer = nn.TransformerEncoderLayer(dim, config.attention_heads, dim_feedforward=2 * dim,
+                                               dropout=config.dropout, batch_first=True, norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, config.attention_layers, enable_nested_tensor=False)
+            nn.init.normal_(self.position.weight, std=0.02)
         self.head = nn.Sequential(nn.Linear(2 * dim, dim), nn.Tanh(), nn.Linear(dim, dim))
         self.dropout = nn.Dropout(config.dropout)
         nn.init.zeros_(self.item_id.weight)
@@ -65,7 +78,13 @@ class SequenceRecommender(nn.Module):
         State t summarises the history up to and including step t (causal), so one pass trains every
         next-item prediction of a window.
         """
-        hidden, _ = self.encoder(self.dropout(history_vectors))
+        if self.config.encoder == "gru":
+            hidden, _ = self.encoder(self.dropout(history_vectors))
+        else:
+            length = history_vectors.shape[1]
+            positions = self.position(torch.arange(length, device=history_vectors.device))
+            causal = torch.triu(torch.full((length, length), float("-inf"), device=history_vectors.device), 1)
+            hidden = self.encoder(self.dropout(history_vectors + positions), mask=causal, is_causal=True)
         region = self.region(regions).unsqueeze(1).expand(-1, hidden.shape[1], -1)
         return self.head(torch.cat([self.dropout(hidden), region], dim=-1))
 

@@ -1,0 +1,72 @@
+"""A regional recommender process: serves from events and broadcasts, swaps models without a failed request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from facet import wire
+from facet.config import KafkaSettings, TopicSettings
+from facet.contracts import GlobalModel
+from facet.kafka.admin import create_all_topics
+from facet.kafka.clients import make_producer
+from facet.model.training import new_model
+from facet.service.models import to_bytes
+from facet.workload.generator import JewelryWorkload, WorkloadConfig
+from tests.helpers import TINY_MODEL, ServiceProcess, kafka_env, model_env
+from tests.integration.test_ingest import fuzz_openapi
+
+pytestmark = pytest.mark.integration
+
+
+async def _broadcast(producer: object, topic: str, version: int) -> None:
+    message = GlobalModel(model_name="facet-recommender", version=version,
+                          parameters=to_bytes(new_model(TINY_MODEL, seed=version).state_dict()))
+    await producer.send_and_wait(topic, wire.encode(message), key=b"facet-recommender")  # type: ignore[attr-defined]
+
+
+async def test_recommender_serves_swaps_models_live_and_survives_fuzzing(
+    kafka_settings: KafkaSettings, topic_settings: TopicSettings, tmp_path: Path
+) -> None:
+    await create_all_topics(kafka_settings, topic_settings, ["eu"])
+    producer = make_producer(kafka_settings, kafka_settings.events_servers())
+    await producer.start()
+    events = list(JewelryWorkload(WorkloadConfig(sessions=300, seed=9, regions=("eu",))).events())
+    for event in events:
+        await producer.send(topic_settings.events_topic("eu"), wire.encode(event), key=event.shopper_id.encode())
+    await _broadcast(producer, topic_settings.models, 1)
+    service = ServiceProcess(["recommender", "--region", "eu"],
+                             {**kafka_env(kafka_settings, topic_settings), **model_env("FACET_RECOMMENDER_"),
+                              "FACET_RECOMMENDER_MAX_K": "1000"},
+                             tmp_path, "recommender").start()
+    shopper = events[-1].shopper_id
+    try:
+        await asyncio.to_thread(service.wait_healthy, 60.0, "/readyz")
+        async with httpx.AsyncClient(base_url=service.url("")) as client:
+            first = await client.get("/v1/recommendations", params={"shopper": shopper, "k": 5})
+            assert first.status_code == 200, first.text
+            assert first.json()["model_version"] == 1 and len(first.json()["items"]) == 5
+            cold = await client.post("/v1/recommendations", json={"recent_items": [], "k": 3})
+            assert cold.json()["strategy"] == "cold_start"
+            await _broadcast(producer, topic_settings.models, 2)
+            started, statuses, version = time.monotonic(), [], 1
+            while version != 2 and time.monotonic() - started < 15:
+                response = await client.get("/v1/recommendations", params={"shopper": shopper, "k": 5})
+                statuses.append(response.status_code)
+                version = response.json().get("model_version", version)
+            assert version == 2, "the new model was not served within 15 s"
+            assert set(statuses) == {200}, "a request failed during the swap"
+            new_item = await client.post("/v1/items", json={"item_id": "launch-1", "attributes": {"category": "ring"},
+                                                            "price": 99.0, "currency": "EUR"})
+            assert new_item.status_code == 201
+            everything = await client.post("/v1/recommendations", json={"recent_items": [], "k": 1000})
+            assert "launch-1" in {i["item_id"] for i in everything.json()["items"]}
+        assert await asyncio.to_thread(fuzz_openapi, service.url(""), {}, 25) > 25
+        assert service.terminate() == 0
+    finally:
+        service.stop_quietly()
+        await producer.stop()
