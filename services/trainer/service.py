@@ -65,7 +65,7 @@ class TrainerService:
         self.region_bucket = self.space.region_bucket(settings.region)
         self.catalogue = ItemCatalogue(self.space)
         self.window = TrainingWindow(self.catalogue, settings.model.max_history, settings.window_max_shoppers,
-                                     settings.window_max_items)
+                                     settings.window_max_items, settings.replay_examples)
         self.learner = LocalLearner(settings.model, settings.codec, lr=settings.lr, privacy=settings.privacy,
                                     seed=hash(settings.replica_id) % 2**31)
         self.ledger = PrivacyLedger(settings.privacy) if settings.privacy.enabled else None
@@ -164,7 +164,7 @@ class TrainerService:
         windows = self.window.take()
         async with self.lock:
             loss = await asyncio.to_thread(self.learner.train, self.catalogue, windows, self.settings.batch_size)
-        m.SAMPLES.labels(self.region).inc(windows.samples)
+        m.SAMPLES.labels(self.region).inc(windows.samples)  # new and replayed examples alike
         m.LOCAL_LOSS.labels(self.region).set(loss)
 
     async def flush(self, reason: str) -> None:

@@ -25,7 +25,7 @@ class TrainerSettings(BaseSettings):
     model_name: str = "facet-recommender"
     model: ModelConfig = Field(default_factory=ModelConfig)
     codec: str = "rows+int8+zstd"
-    lr: float = Field(default=3e-3, gt=0)
+    lr: float = Field(default=1e-2, gt=0)
     batch_size: int = Field(default=64, ge=1)
     #: Publish an update every N trained samples or T seconds, whichever comes first.
     update_every_samples: int = Field(default=2_000, ge=1)
@@ -33,6 +33,8 @@ class TrainerSettings(BaseSettings):
     #: Memory cap of the training window: shoppers whose recent history is kept (LRU).
     window_max_shoppers: int = Field(default=50_000, ge=10)
     window_max_items: int = Field(default=200_000, ge=10)
+    #: Recent examples replayed beside each new batch (0: every event is trained on exactly once).
+    replay_examples: int = Field(default=8_192, ge=0, le=1_000_000)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     signing_key: SecretStr | None = None
     http_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces

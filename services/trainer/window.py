@@ -13,7 +13,8 @@ from facet.model.training import PAD, Windows
 
 
 class TrainingWindow:
-    def __init__(self, catalogue: ItemCatalogue, history: int, max_shoppers: int, max_items: int) -> None:
+    def __init__(self, catalogue: ItemCatalogue, history: int, max_shoppers: int, max_items: int,
+                 replay_examples: int = 0, seed: int = 0) -> None:
         self.catalogue = catalogue
         self.history = history
         self.max_shoppers = max_shoppers
@@ -23,6 +24,15 @@ class TrainingWindow:
         self._targets: list[int] = []
         self._regions: list[int] = []
         self.evicted_shoppers = 0
+        #: A bounded ring of recent examples replayed next to new ones: a stream is seen once, and one
+        #: pass is too little for a fresh model to learn from (memory: replay_examples × history ints).
+        self.replay_examples = replay_examples
+        self._replay_inputs = np.full((replay_examples, history), PAD, dtype=np.int64)
+        self._replay_targets = np.full((replay_examples, history), PAD, dtype=np.int64)
+        self._replay_regions = np.zeros(replay_examples, dtype=np.int64)
+        self._replay_filled = 0
+        self._replay_next = 0
+        self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self._targets)
@@ -63,6 +73,21 @@ class TrainingWindow:
         for row, (history, target) in enumerate(zip(self._inputs, self._targets, strict=True)):
             inputs[row, : len(history)] = history
             targets[row, len(history) - 1] = target
-        windows = Windows(inputs, targets, np.asarray(self._regions, dtype=np.int64))
+        regions = np.asarray(self._regions, dtype=np.int64)
         self._inputs, self._targets, self._regions = [], [], []
+        if self.replay_examples == 0:
+            return Windows(inputs, targets, regions)
+        replayed = self._rng.integers(0, self._replay_filled, size=min(count, self._replay_filled)) \
+            if self._replay_filled else np.zeros(0, dtype=np.int64)
+        windows = Windows(
+            np.concatenate([inputs, self._replay_inputs[replayed]]),
+            np.concatenate([targets, self._replay_targets[replayed]]),
+            np.concatenate([regions, self._replay_regions[replayed]]),
+        )
+        for row in range(count):
+            slot = self._replay_next
+            self._replay_inputs[slot], self._replay_targets[slot] = inputs[row], targets[row]
+            self._replay_regions[slot] = regions[row]
+            self._replay_next = (slot + 1) % self.replay_examples
+            self._replay_filled = min(self._replay_filled + 1, self.replay_examples)
         return windows

@@ -4,6 +4,7 @@ newest global model is scored on those cases per region, next to a popularity ba
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ from facet.contracts import BehaviourEvent
 from facet.evaluation.metrics import ndcg, target_ranks
 from facet.model.features import ItemCatalogue
 from facet.model.network import ModelConfig, SequenceRecommender
-from facet.model.training import catalogue_tensors, score_histories
+from facet.model.training import score_histories
 
 
 class LiveEvaluator:
@@ -24,6 +25,7 @@ class LiveEvaluator:
         self.history: dict[str, list[int]] = defaultdict(list)
         self.cases: dict[str, list[tuple[tuple[int, ...], int]]] = defaultdict(list)
         self.popularity: dict[str, np.ndarray] = {}
+        self.global_popularity = np.zeros(4096)
 
     def sent(self, event: BehaviourEvent) -> None:
         item = self.catalogue.add_event(event)
@@ -34,6 +36,10 @@ class LiveEvaluator:
         if item >= counts.size:
             counts = self.popularity[event.region] = np.concatenate([counts, np.zeros(item + 4096 - counts.size)])
         counts[item] += 1
+        if item >= self.global_popularity.size:
+            self.global_popularity = np.concatenate([self.global_popularity, np.zeros(item + 4096 -
+                                                                                     self.global_popularity.size)])
+        self.global_popularity[item] += 1
 
     def hold_out(self, event: BehaviourEvent) -> None:
         item = self.catalogue.add_event(event)
@@ -45,29 +51,56 @@ class LiveEvaluator:
         if len(cases) > self.max_cases:
             del cases[0]
 
-    def evaluate(self, parameters: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
-        """NDCG@10 of the model and of regional popularity, per region, over the held-out cases."""
+    def snapshot(self) -> EvalSnapshot:
+        """A consistent copy, taken on the event loop, so scoring in a thread never races the producer."""
+        buckets, attributes = self.catalogue.arrays()
+        items = (torch.from_numpy(buckets.copy()), torch.from_numpy(attributes.copy()))
+        size = len(buckets)
+        cases = {r: [c for c in list(cs) if c[1] < size] for r, cs in self.cases.items()}
+        return EvalSnapshot(items, size, cases, {r: self._counts(c, size) for r, c in self.popularity.items()},
+                            self._counts(self.global_popularity, size))
+
+    def evaluate(self, parameters: dict[str, torch.Tensor], snapshot: EvalSnapshot) -> dict[str, dict[str, float]]:
+        """NDCG@10 of the model, of global and of regional popularity, per region, on the held-out cases."""
         model = SequenceRecommender(self.config)
         model.load_state_dict(parameters)
-        items = catalogue_tensors(self.catalogue)
+        items = snapshot.items
         with torch.no_grad():
             model.eval()
             vectors = model.item_vectors(*items)
         results: dict[str, dict[str, float]] = {}
-        for region, cases in list(self.cases.items()):
+        for region, cases in snapshot.cases.items():
             if len(cases) < 10:
                 continue
             histories = [c[0] for c in cases]
             targets = np.asarray([c[1] for c in cases])
             scores = score_histories(model, items, histories, [self.space.region_bucket(region)] * len(cases),
                                      vectors).numpy()
-            popular = np.zeros(len(self.catalogue))
-            counts = self.popularity.get(region, np.zeros(0))[: len(popular)]
-            popular[: counts.size] = counts
-            baseline = np.broadcast_to(popular, scores.shape)
             results[region] = {
                 "ndcg10": ndcg(target_ranks(scores, targets)),
-                "ndcg10_popularity": ndcg(target_ranks(baseline, targets)),
+                "ndcg10_popularity": ndcg(target_ranks(_rows(snapshot.global_popularity, len(cases)), targets)),
+                "ndcg10_regional_popularity": ndcg(target_ranks(
+                    _rows(snapshot.popularity.get(region, np.zeros(snapshot.size)), len(cases)), targets)),
                 "cases": float(len(cases)),
             }
         return results
+
+    @staticmethod
+    def _counts(counts: np.ndarray, size: int) -> np.ndarray:
+        popular = np.zeros(size)
+        upto = min(counts.size, size)
+        popular[:upto] = counts[:upto]
+        return popular
+
+
+def _rows(counts: np.ndarray, rows: int) -> np.ndarray:
+    return np.broadcast_to(counts, (rows, counts.size))
+
+
+@dataclass(frozen=True)
+class EvalSnapshot:
+    items: tuple[torch.Tensor, torch.Tensor]
+    size: int
+    cases: dict[str, list[tuple[tuple[int, ...], int]]]
+    popularity: dict[str, np.ndarray]
+    global_popularity: np.ndarray

@@ -126,7 +126,8 @@ class SystemRun:
                     "FACET_TRAINER_SIGNING_KEY": trainer_keys[f"trainer-{region}"],
                     "FACET_TRAINER_REPLICA_ID": name,
                     "FACET_TRAINER_UPDATE_EVERY_SAMPLES": "600",
-                    "FACET_TRAINER_UPDATE_EVERY_SECONDS": "5",
+                    "FACET_TRAINER_UPDATE_EVERY_SECONDS": "4",
+                    "FACET_TRAINER_BATCH_SIZE": "128",
                 })
         for region in self.config.regions:
             name = f"recommender-{region}"
@@ -231,6 +232,15 @@ class SystemRun:
         chaos_done = False
         while not self.stop.is_set():
             await asyncio.sleep(1.0)
+            try:
+                last_eval, last_sent, last_t, chaos_done = await self._monitor_once(
+                    client, last_eval, last_sent, last_t, chaos_done)
+            except Exception:  # the live view must never take the run down; the log says why
+                log.exception("monitor_iteration_failed")
+
+    async def _monitor_once(self, client: httpx.AsyncClient, last_eval: float, last_sent: int, last_t: float,
+                            chaos_done: bool) -> tuple[float, int, float, bool]:
+        if True:
             self.supervisor.check()
             now = self.elapsed()
             if self.config.kill_process and not chaos_done and now >= self.config.kill_at_s:
@@ -266,11 +276,13 @@ class SystemRun:
                 "regions": self.status.get("regions", {}),
                 "popularity_ndcg10": self.status.get("popularity_ndcg10"),
                 "model_version_evaluated": self.status.get("model_version_evaluated"),
+                "ndcg10": self.status.get("ndcg10"),
+                "regional_popularity_ndcg10": self.status.get("regional_popularity_ndcg10"),
             }
             if self.latest_model is not None and now - last_eval >= self.config.eval_interval_s:
                 last_eval = now
                 version, parameters = self.latest_model
-                results = await asyncio.to_thread(self.evaluator.evaluate, parameters)
+                results = await asyncio.to_thread(self.evaluator.evaluate, parameters, self.evaluator.snapshot())
                 if results:
                     self.status["regions"] = results
                     self.status["model_version_evaluated"] = version
@@ -279,7 +291,10 @@ class SystemRun:
                     self.status["ndcg10"] = sum(v["ndcg10"] * weights[r] for r, v in results.items()) / total
                     self.status["popularity_ndcg10"] = sum(
                         v["ndcg10_popularity"] * weights[r] for r, v in results.items()) / total
+                    self.status["regional_popularity_ndcg10"] = sum(
+                        v["ndcg10_regional_popularity"] * weights[r] for r, v in results.items()) / total
             self.timeline.append(dict(self.status))
+        return last_eval, last_sent, last_t, chaos_done
 
     def view(self) -> Table:
         status = self.status
@@ -296,7 +311,11 @@ class SystemRun:
                       f"{status.get('update_bytes', 0) / 1e6:.2f} ({status.get('update_raw_bytes', 0) / 1e6:.1f})")
         for region, values in sorted(status.get("regions", {}).items()):
             table.add_row(f"NDCG@10 {region}",
-                          f"{values['ndcg10']:.3f} (popularity {values['ndcg10_popularity']:.3f})")
+                          f"{values['ndcg10']:.3f} (popularity {values['ndcg10_popularity']:.3f}, "
+                          f"regional {values['ndcg10_regional_popularity']:.3f})")
+        if status.get("ndcg10") is not None:
+            table.add_row("NDCG@10 all regions", f"{status['ndcg10']:.3f} (popularity "
+                          f"{status['popularity_ndcg10']:.3f})")
         restarts = [i for i in self.supervisor.incidents]
         if restarts:
             table.add_row("incidents", f"{len(restarts)} (last: {restarts[-1].get('process')})")

@@ -55,7 +55,7 @@ class Supervisor:
         with managed.log_path.open("ab") as sink:
             managed.process = subprocess.Popen(
                 command, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **managed.env, "FACET_LOG_JSON": "true"}, preexec_fn=_die_with_parent,  # noqa: PLW1509
+                env={**os.environ, **managed.env, "FACET_LOG_JSON": "true"}, preexec_fn=_die_with_parent,
             )
 
     def check(self) -> list[str]:
