@@ -18,6 +18,15 @@ topics_app = typer.Typer(help="Manage Facet's Kafka topics.", no_args_is_help=Tr
 app.add_typer(topics_app, name="topics")
 
 
+def _bench_app() -> typer.Typer:
+    from facet.bench.cli import bench_app
+
+    return bench_app
+
+
+app.add_typer(_bench_app(), name="bench")
+
+
 @app.callback()
 def _main(
     log_level: str = typer.Option("INFO", envvar="FACET_LOG_LEVEL", help="Log level."),

@@ -1,0 +1,270 @@
+"""``facet bench federation``: centralized vs local-only vs synchronous FedAvg vs Facet's asynchronous
+FedAsync and FedBuff, on the same data, model and compute.
+
+Trainers are simulated in one process for speed, but every step is real: the same LocalLearner
+(model, optimizer, codec, error feedback) as the trainer service and the same Aggregator (validation,
+signatures, staleness weighting) as the aggregator service. Only the clock is simulated: each local
+round costs ``local_steps`` training steps, and a region with slowdown s takes s times as long per step.
+Synchronous FedAvg waits for every region each round; the asynchronous modes never wait.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from facet.contracts import ModelUpdate, TrainingMetrics
+from facet.evaluation.runner import model_scorer, ranks_for, sliced_metrics, train_on
+from facet.evaluation.split import Split, TestCase
+from facet.federation.client import LocalLearner
+from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
+from facet.federation.signing import sign
+from facet.federation.staleness import ConstantStaleness, PolynomialStaleness
+from facet.model.network import ModelConfig, SequenceRecommender
+from facet.model.training import Windows, make_windows, new_model
+
+KEY = b"bench-key"
+
+
+@dataclass
+class FederationSetup:
+    split: Split
+    config: ModelConfig
+    tests: list[TestCase]
+    windows: dict[str, Windows]
+    slowdown: dict[str, float]
+    local_steps: int = 8
+    batch_size: int = 64
+    lr: float = 5e-3
+    codec: str = "rows+int8+zstd"
+    seed: int = 0
+
+    @property
+    def regions(self) -> list[str]:
+        return list(self.windows)
+
+
+@dataclass
+class Trace:
+    """Quality over simulated time for one algorithm."""
+
+    name: str
+    points: list[tuple[float, float]] = field(default_factory=list)
+    bytes_sent: int = 0
+    updates: int = 0
+    final: dict[str, Any] = field(default_factory=dict)
+    compute_seconds: float = 0.0
+
+    def time_to(self, target: float) -> float | None:
+        return next((t for t, quality in self.points if quality >= target), None)
+
+
+def build_setup(split: Split, config: ModelConfig, slowdown: dict[str, float], *, max_tests: int = 3000,
+                seed: int = 0, **options: Any) -> FederationSetup:
+    space = config.feature_space()
+    windows: dict[str, Windows] = {}
+    for region in split.regions:
+        sequences = [(space.region_bucket(r), items) for r, items in split.train.values() if r == region]
+        region_windows = make_windows(sequences, config.max_history)
+        if len(region_windows):
+            windows[region] = region_windows
+    rng = np.random.default_rng(seed)
+    tests = split.tests
+    if len(tests) > max_tests:
+        tests = [tests[i] for i in sorted(rng.choice(len(tests), max_tests, replace=False))]
+    return FederationSetup(split, config, tests, windows, slowdown, seed=seed, **options)
+
+
+def evaluate(model: SequenceRecommender, setup: FederationSetup) -> dict[str, Any]:
+    return sliced_metrics(setup.tests, ranks_for(model_scorer(model, setup.split), setup.tests))
+
+
+def _model_from(parameters: dict[str, torch.Tensor], config: ModelConfig) -> SequenceRecommender:
+    model = SequenceRecommender(config)
+    model.load_state_dict(parameters)
+    return model
+
+
+class _Region:
+    def __init__(self, name: str, setup: FederationSetup, index: int) -> None:
+        self.name = name
+        self.setup = setup
+        self.learner = LocalLearner(setup.config, setup.codec, lr=setup.lr, seed=setup.seed + index)
+        self.windows = setup.windows[name]
+        self.rng = np.random.default_rng(setup.seed + 100 + index)
+        self.round_time = setup.local_steps * setup.slowdown.get(name, 1.0)
+
+    def local_round(self, parameters: dict[str, torch.Tensor], version: int) -> ModelUpdate:
+        self.learner.load_global(parameters, version)
+        rows = self.rng.integers(0, len(self.windows), self.setup.local_steps * self.setup.batch_size)
+        self.learner.train(self.setup.split.catalogue, self.windows.subset(rows), self.setup.batch_size)
+        prepared = self.learner.prepare_update()
+        assert prepared is not None  # we just trained
+        update = ModelUpdate(
+            update_id=f"{self.name}-{uuid.uuid4().hex}", trainer_id=f"trainer-{self.name}", region=self.name,
+            base_version=prepared.base_version, num_samples=prepared.num_samples,
+            metrics=TrainingMetrics(loss=prepared.loss, samples_per_second=prepared.samples_per_second,
+                                    steps=prepared.steps),
+            codec=self.setup.codec, payload=prepared.payload,
+        )
+        return update.model_copy(update={"signature": sign(update, KEY)})
+
+
+def _aggregator(setup: FederationSetup, policy: AggregationPolicy) -> Aggregator:
+    parameters = {k: v.clone() for k, v in new_model(setup.config, setup.seed).state_dict().items()}
+    keys = {f"trainer-{r}": KEY for r in setup.regions}
+    return Aggregator(AggregatorState(parameters=parameters), policy, keys)
+
+
+def run_sync_fedavg(setup: FederationSetup, time_budget: float, eval_every: float,
+                    tick: Callable[[], None] = lambda: None) -> Trace:
+    """The seed's algorithm: every round waits for every region, then one sample-weighted average."""
+    policy = AggregationPolicy(mode="fedbuff", buffer_size=len(setup.regions), server_lr=1.0,
+                               staleness=ConstantStaleness(), max_staleness=0, max_update_norm=1e6)
+    aggregator = _aggregator(setup, policy)
+    regions = [_Region(name, setup, i) for i, name in enumerate(setup.regions)]
+    trace = Trace("sync_fedavg")
+    round_time = max(r.round_time for r in regions)
+    clock, next_eval = 0.0, 0.0
+    started = time.perf_counter()
+    while clock + round_time <= time_budget:
+        version = aggregator.state.version
+        snapshot = {k: v.clone() for k, v in aggregator.state.parameters.items()}
+        for region in regions:
+            update = region.local_round(snapshot, version)
+            trace.bytes_sent += len(update.payload)
+            trace.updates += 1
+            outcome = aggregator.handle(update)
+            if outcome.status == "rejected":
+                raise RuntimeError(f"sync update rejected: {outcome}")
+        clock += round_time
+        if clock >= next_eval:
+            quality = evaluate(_model_from(aggregator.state.parameters, setup.config), setup)["overall"]["ndcg10"]
+            trace.points.append((clock, quality))
+            next_eval = clock + eval_every
+            tick()
+    trace.compute_seconds = time.perf_counter() - started
+    trace.final = evaluate(_model_from(aggregator.state.parameters, setup.config), setup)
+    return trace
+
+
+def run_async(setup: FederationSetup, policy: AggregationPolicy, name: str, time_budget: float,
+              eval_every: float, tick: Callable[[], None] = lambda: None) -> Trace:
+    """Facet: regions never wait; each update is mixed in (FedAsync) or buffered (FedBuff) on arrival."""
+    aggregator = _aggregator(setup, policy)
+    regions = [_Region(r, setup, i) for i, r in enumerate(setup.regions)]
+    trace = Trace(name)
+    pending: list[tuple[float, int, ModelUpdate]] = []
+    started = time.perf_counter()
+    for index, region in enumerate(regions):
+        update = region.local_round(aggregator.state.parameters, aggregator.state.version)
+        heapq.heappush(pending, (region.round_time, index, update))
+    next_eval = eval_every
+    while pending:
+        finish, index, update = heapq.heappop(pending)
+        if finish > time_budget:
+            break
+        while next_eval <= finish:
+            quality = evaluate(_model_from(aggregator.state.parameters, setup.config), setup)["overall"]["ndcg10"]
+            trace.points.append((next_eval, quality))
+            next_eval += eval_every
+            tick()
+        trace.bytes_sent += len(update.payload)
+        trace.updates += 1
+        aggregator.handle(update)
+        region = regions[index]
+        following = region.local_round(aggregator.state.parameters, aggregator.state.version)
+        heapq.heappush(pending, (finish + region.round_time, index, following))
+    trace.compute_seconds = time.perf_counter() - started
+    trace.final = evaluate(_model_from(aggregator.state.parameters, setup.config), setup)
+    return trace
+
+
+def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, sync_rounds: int,
+                             eval_every_rounds: float = 1.0, include: Sequence[str] = ("fedasync", "fedbuff")
+                             ) -> dict[str, Any]:
+    regions = setup.regions
+    sync_round_time = setup.local_steps * max(setup.slowdown.get(r, 1.0) for r in regions)
+    budget = sync_rounds * sync_round_time
+    eval_every = eval_every_rounds * sync_round_time / 2
+    traces: dict[str, Trace] = {}
+    with Progress(transient=True) as progress:
+        task = progress.add_task("centralized", total=None)
+        started = time.perf_counter()
+        central, _ = train_on(setup.split, list(setup.split.train), setup.config, central_epochs, setup.seed)
+        central_metrics = evaluate(central, setup)
+        central_seconds = time.perf_counter() - started
+        local: dict[str, dict[str, Any]] = {}
+        for region in regions:
+            progress.update(task, description=f"local-only {region}")
+            shoppers = [s for s, (r, _items) in setup.split.train.items() if r == region]
+            model, _ = train_on(setup.split, shoppers, setup.config, central_epochs, setup.seed)
+            local[region] = evaluate(model, setup)["regions"].get(region, {})
+        progress.update(task, description="synchronous FedAvg")
+        traces["sync_fedavg"] = run_sync_fedavg(setup, budget, eval_every, lambda: progress.advance(task))
+        policies = {
+            "fedasync": AggregationPolicy(mode="fedasync", alpha=0.6, staleness=PolynomialStaleness(exponent=0.5),
+                                          max_staleness=1000, max_update_norm=1e6),
+            "fedbuff": AggregationPolicy(mode="fedbuff", buffer_size=3, server_lr=1.0,
+                                         staleness=PolynomialStaleness(exponent=0.5), max_staleness=1000,
+                                         max_update_norm=1e6),
+        }
+        for name in include:
+            progress.update(task, description=f"asynchronous {name}")
+            traces[name] = run_async(setup, policies[name], name, budget, eval_every,
+                                     lambda: progress.advance(task))
+    target = 0.95 * central_metrics["overall"]["ndcg10"]
+    results: dict[str, Any] = {}
+    for name, trace in traces.items():
+        results[name] = {
+            "time_to_95pct_centralized": trace.time_to(target),
+            "final": trace.final,
+            "bytes_sent": trace.bytes_sent,
+            "updates": trace.updates,
+            "curve": trace.points,
+            "compute_seconds": trace.compute_seconds,
+        }
+    best_async = min((n for n in include if results[n]["time_to_95pct_centralized"] is not None),
+                     key=lambda n: results[n]["time_to_95pct_centralized"], default=None)
+    sync_time = results["sync_fedavg"]["time_to_95pct_centralized"]
+    speedup = None
+    if best_async is not None:
+        speedup = (sync_time or budget) / results[best_async]["time_to_95pct_centralized"]
+    chosen = best_async or "fedbuff"
+    total = sum(len(w) for w in setup.windows.values())
+    small = [r for r in regions if len(setup.windows[r]) / total < 0.10]
+    gains = {}
+    for region in small:
+        local_ndcg = local[region].get("ndcg10", 0.0)
+        federated = results[chosen]["final"]["regions"].get(region, {}).get("ndcg10", 0.0)
+        gains[region] = (federated / local_ndcg - 1.0) if local_ndcg > 0 else None
+    summary = {
+        "speedup_async_vs_sync": speedup,
+        "speedup_is_lower_bound": sync_time is None and speedup is not None,
+        "best_async_mode": chosen,
+        "ndcg10_ratio_vs_centralized": results[chosen]["final"]["overall"]["ndcg10"]
+        / max(central_metrics["overall"]["ndcg10"], 1e-12),
+        "min_small_region_gain_vs_local": min((g for g in gains.values() if g is not None), default=None),
+    }
+    return {
+        "summary": summary,
+        "target_ndcg10": target,
+        "centralized": {"metrics": central_metrics, "train_seconds": central_seconds, "epochs": central_epochs},
+        "local_only": local,
+        "small_region_gains": gains,
+        "algorithms": results,
+        "simulation": {
+            "time_unit": "one local training step of a full-speed region",
+            "slowdown": setup.slowdown, "local_steps": setup.local_steps, "batch_size": setup.batch_size,
+            "time_budget": budget, "sync_round_time": sync_round_time, "codec": setup.codec,
+            "regions": {r: len(w) for r, w in setup.windows.items()}, "test_cases": len(setup.tests),
+        },
+    }
