@@ -5,7 +5,7 @@ import time
 from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Query
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, Field
 
 from facet.contracts import ItemAttributes, ShortId
@@ -14,6 +14,10 @@ from facet.service.http import add_probe_routes
 from facet_recommender.settings import RecommenderSettings
 from facet_recommender.state import RegionalState
 
+ONLINE_NDCG = Gauge("facet_recommender_online_ndcg10",
+                    "Prequential NDCG@10: each sampled event's item ranked by the serving model before it is learned",
+                    ["region"])
+MODEL_VERSION = Gauge("facet_recommender_model_version", "Global model version being served", ["region"])
 REQUESTS = Counter("facet_recommender_requests_total", "Recommendation requests", ["strategy"])
 LATENCY = Histogram("facet_recommender_request_seconds", "Recommendation latency",
                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))

@@ -18,7 +18,7 @@ from facet.logging import get_logger
 from facet.service.health import Health
 from facet.service.http import serve
 from facet.service.model_feed import follow_models
-from facet_recommender.app import create_app
+from facet_recommender.app import MODEL_VERSION, ONLINE_NDCG, create_app
 from facet_recommender.settings import RecommenderSettings
 from facet_recommender.state import RegionalState
 
@@ -51,6 +51,8 @@ async def follow_events(kafka: KafkaSettings, topic: str, state: RegionalState, 
                         state.observe(wire.decode(record.value, BehaviourEvent))
                     except PoisonMessageError as error:
                         log.warning("event_skipped", reason=error.reason, offset=record.offset)
+            if state.online_ndcg10 is not None:
+                ONLINE_NDCG.labels(state.region).set(state.online_ndcg10)
     finally:
         await consumer.stop()
 
@@ -69,6 +71,7 @@ async def run_recommender(settings: RecommenderSettings, kafka: KafkaSettings, t
     async def on_model(parameters: dict[str, torch.Tensor], model: GlobalModel) -> None:
         await asyncio.to_thread(state.load_model, parameters, model.version)
         health.set("model_loaded", True)
+        MODEL_VERSION.labels(settings.region).set(model.version)
         log.info("model_loaded", version=model.version, region=settings.region)
 
     stop = asyncio.Event()

@@ -43,6 +43,10 @@ class RegionalState:
         self._trend_scale = 1.0
         self.serving: ServingModel | None = None
         self.events_seen = 0
+        #: Prequential quality: before an event is learned from, rank its item with the serving model.
+        self.online_eval_every = 10
+        self.online_ndcg10: float | None = None
+        self.online_evaluations = 0
 
     # ---- state from the region's events -------------------------------------------------------
     def observe(self, event: BehaviourEvent) -> None:
@@ -51,6 +55,8 @@ class RegionalState:
         item = self.catalogue.add_event(event)
         self.events_seen += 1
         recent = self.history.get(event.shopper_id)
+        if recent and recent[-1] != item and self.events_seen % self.online_eval_every == 0:
+            self._online_eval(list(recent), item)
         if recent is None:
             recent = self.history[event.shopper_id] = deque(maxlen=self.config.max_history)
             if len(self.history) > self.max_shoppers:
@@ -79,6 +85,18 @@ class RegionalState:
         if item >= self.trend.size:
             self.trend = np.concatenate([self.trend, np.zeros(max(item + 1, self.trend.size * 2) - self.trend.size)])
         self.trend[item] += weight * self._trend_scale
+
+    def _online_eval(self, history: list[int], item: int) -> None:
+        serving = self.current()
+        if serving is None or item >= serving.items:
+            return
+        scores = score_histories(serving.model, catalogue_tensors(self.catalogue), [history], [self.region_bucket],
+                                 serving.item_vectors)[0]
+        rank = int((scores > scores[item]).sum())
+        gain = 1.0 / math.log2(rank + 2) if rank < 10 else 0.0
+        # Exponential moving average over roughly the last 200 evaluations.
+        self.online_ndcg10 = gain if self.online_ndcg10 is None else 0.995 * self.online_ndcg10 + 0.005 * gain
+        self.online_evaluations += 1
 
     def trend_scores(self, items: int) -> np.ndarray:
         counts = np.zeros(items)

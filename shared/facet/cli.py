@@ -114,7 +114,7 @@ def _run_service(coroutine_factory: object) -> None:
 
 
 @app.command()
-def aggregator(port: int | None = typer.Option(None, help="HTTP port (probes, metrics, artifacts).")) -> None:
+def aggregator(port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port (probes, metrics, artifacts).")) -> None:
     """Run the aggregator: staleness-weighted async FedAvg over facet.updates.v1."""
     from facet.config import KafkaSettings, TopicSettings
     from facet_aggregator.service import run_aggregator
@@ -130,7 +130,7 @@ def aggregator(port: int | None = typer.Option(None, help="HTTP port (probes, me
 @app.command()
 def trainer(
     region: str = typer.Option(..., envvar="FACET_TRAINER_REGION", help="Region whose events to learn from."),
-    port: int | None = typer.Option(None, help="HTTP port (probes, metrics)."),
+    port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port (probes, metrics)."),
 ) -> None:
     """Run one regional trainer replica (consumer group facet-trainer-<region>)."""
     from facet.config import KafkaSettings, TopicSettings
@@ -147,7 +147,7 @@ def trainer(
 
 
 @app.command()
-def ingest(port: int | None = typer.Option(None, help="HTTP port.")) -> None:
+def ingest(port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port.")) -> None:
     """Run the storefront ingest gateway (POST /v1/events)."""
     from facet.config import KafkaSettings, TopicSettings
     from facet_ingest.service import run_ingest
@@ -163,7 +163,7 @@ def ingest(port: int | None = typer.Option(None, help="HTTP port.")) -> None:
 @app.command()
 def recommender(
     region: str = typer.Option(..., envvar="FACET_RECOMMENDER_REGION", help="Region to serve."),
-    port: int | None = typer.Option(None, help="HTTP port."),
+    port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port."),
 ) -> None:
     """Run a regional recommender (GET/POST /v1/recommendations)."""
     from facet.config import KafkaSettings, TopicSettings

@@ -28,6 +28,10 @@ def federation(
     local_steps: int = typer.Option(8, min=1),
     central_epochs: int = typer.Option(4, min=1),
     codec: str = typer.Option("rows+int8+zstd"),
+    lr: float = typer.Option(5e-3, help="Local learning rate (Adam)."),
+    buffer_size: int = typer.Option(3, min=1, help="FedBuff: updates per server step."),
+    alpha: float = typer.Option(0.6, help="FedAsync mixing weight."),
+    server_lr: float = typer.Option(1.0, help="FedBuff server learning rate."),
     seed: int = typer.Option(0),
 ) -> None:
     """Time to 95% of centralized NDCG@10: synchronous FedAvg against asynchronous FedAsync/FedBuff."""
@@ -40,7 +44,9 @@ def federation(
     name = DatasetName(dataset)
     config = DATASET_MODELS[name]
     split = leave_last_out(load_events(name, sessions=sessions, seed=seed + 7), config.feature_space())
-    setup = build_setup(split, config, {slow_region: slowdown}, seed=seed, local_steps=local_steps, codec=codec)
-    result = run_federation_benchmark(setup, central_epochs=central_epochs, sync_rounds=sync_rounds)
+    setup = build_setup(split, config, {slow_region: slowdown}, seed=seed, local_steps=local_steps, codec=codec,
+                        lr=lr)
+    result = run_federation_benchmark(setup, central_epochs=central_epochs, sync_rounds=sync_rounds,
+                                      buffer_size=buffer_size, alpha=alpha, server_lr=server_lr)
     payload = write_result(json_path, result.pop("summary"), dataset=name.value, **result)
     _report(json_path, payload)

@@ -189,7 +189,8 @@ def run_async(setup: FederationSetup, policy: AggregationPolicy, name: str, time
 
 
 def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, sync_rounds: int,
-                             eval_every_rounds: float = 1.0, include: Sequence[str] = ("fedasync", "fedbuff")
+                             eval_every_rounds: float = 1.0, include: Sequence[str] = ("fedasync", "fedbuff"),
+                             buffer_size: int = 3, alpha: float = 0.6, server_lr: float = 1.0,
                              ) -> dict[str, Any]:
     regions = setup.regions
     sync_round_time = setup.local_steps * max(setup.slowdown.get(r, 1.0) for r in regions)
@@ -211,9 +212,9 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
         progress.update(task, description="synchronous FedAvg")
         traces["sync_fedavg"] = run_sync_fedavg(setup, budget, eval_every, lambda: progress.advance(task))
         policies = {
-            "fedasync": AggregationPolicy(mode="fedasync", alpha=0.6, staleness=PolynomialStaleness(exponent=0.5),
+            "fedasync": AggregationPolicy(mode="fedasync", alpha=alpha, staleness=PolynomialStaleness(exponent=0.5),
                                           max_staleness=1000, max_update_norm=1e6),
-            "fedbuff": AggregationPolicy(mode="fedbuff", buffer_size=3, server_lr=1.0,
+            "fedbuff": AggregationPolicy(mode="fedbuff", buffer_size=buffer_size, server_lr=server_lr,
                                          staleness=PolynomialStaleness(exponent=0.5), max_staleness=1000,
                                          max_update_norm=1e6),
         }
