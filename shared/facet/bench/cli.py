@@ -50,3 +50,42 @@ def federation(
                                       buffer_size=buffer_size, alpha=alpha, server_lr=server_lr)
     payload = write_result(json_path, result.pop("summary"), dataset=name.value, **result)
     _report(json_path, payload)
+
+
+@bench_app.command("compression")
+def compression(
+    json_path: Path = typer.Option(Path("reports/bench-compression.json"), "--json"),
+    sessions: int = typer.Option(8_000, help="Synthetic sessions."),
+    rounds: int = typer.Option(12, min=1, help="Federated training budget, in synchronous-round times."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Bytes per update and final NDCG@10 of each codec against float32, after the same federated training."""
+    from facet.bench.common import write_result
+    from facet.bench.compression import run_compression_benchmark
+    from facet.bench.federation import build_setup
+    from facet.evaluation.cli import DATASET_MODELS
+    from facet.evaluation.datasets import DatasetName, load_events
+    from facet.evaluation.split import leave_last_out
+
+    config = DATASET_MODELS[DatasetName.SYNTHETIC]
+    split = leave_last_out(load_events(DatasetName.SYNTHETIC, sessions=sessions, seed=seed + 7), config.feature_space())
+    setup = build_setup(split, config, {"eu": 4.0}, seed=seed, max_tests=2000)
+    result = run_compression_benchmark(setup, rounds)
+    payload = write_result(json_path, result.pop("summary"), **result)
+    _report(json_path, payload)
+
+
+@bench_app.command("aggregator")
+def aggregator(
+    json_path: Path = typer.Option(Path("reports/bench-aggregator.json"), "--json"),
+    updates: int = typer.Option(60, min=4),
+    buffer_size: int = typer.Option(4, min=1),
+    codec: str = typer.Option("rows+int8+zstd", help="The codec trainers send (rows: realistic sparse updates)."),
+) -> None:
+    """Updates/s through validate-and-apply at ~1M and ~10M parameters, against a bare axpy."""
+    from facet.bench.aggregator import run_aggregator_benchmark
+    from facet.bench.common import write_result
+
+    result = run_aggregator_benchmark(updates, buffer_size, codec)
+    payload = write_result(json_path, result.pop("summary"), **result)
+    _report(json_path, payload)

@@ -136,7 +136,28 @@ def encode_tensor(array: np.ndarray, spec: CodecSpec, rng: np.random.Generator) 
     return {"k": "dense", "shape": shape, "values": _quantize(_as_matrix(array), spec.quantizer, rng)}
 
 
-def decode_tensor(encoded: Mapping[str, Any]) -> np.ndarray:
+@dataclass(frozen=True)
+class SparseRows:
+    """A 2-D delta whose only non-zero rows are ``rows`` (sorted, unique)."""
+
+    shape: tuple[int, int]
+    rows: np.ndarray
+    values: np.ndarray
+
+    def dense(self) -> np.ndarray:
+        out = np.zeros(self.shape, dtype=np.float32)
+        out[self.rows] = self.values
+        return out
+
+    def torch(self) -> torch.Tensor:
+        """A coalesced hybrid COO tensor: adding it to a dense tensor touches only its rows."""
+        indices = torch.from_numpy(self.rows.astype(np.int64)).unsqueeze(0)
+        # decode_tensor checked the rows are in range, sorted and unique: the invariants hold.
+        return torch.sparse_coo_tensor(indices, torch.from_numpy(self.values.copy()), self.shape,
+                                       is_coalesced=True, check_invariants=False)
+
+
+def decode_tensor(encoded: Mapping[str, Any], *, keep_sparse_rows: bool = False) -> np.ndarray | SparseRows:
     try:
         shape = tuple(int(d) for d in encoded["shape"])
         kind = encoded["k"]
@@ -153,9 +174,10 @@ def decode_tensor(encoded: Mapping[str, Any]) -> np.ndarray:
         rows = _frombuffer(encoded.get("rows"), "<i4", len(encoded.get("rows", b"")) // 4)
         if rows.size and (rows.min() < 0 or rows.max() >= shape[0]):
             raise PoisonMessageError("bad_codec", "row index out of range")
-        out = np.zeros(shape, dtype=np.float32)
-        out[rows] = _dequantize(values, rows.size, shape[1])
-        return out
+        if rows.size > 1 and not bool(np.all(np.diff(rows) > 0)):
+            raise PoisonMessageError("bad_codec", "row indices must be sorted and unique")
+        sparse = SparseRows((shape[0], shape[1]), rows, _dequantize(values, rows.size, shape[1]))
+        return sparse if keep_sparse_rows else sparse.dense()
     if kind == "topk":
         index = _frombuffer(encoded.get("idx"), "<i4", len(encoded.get("idx", b"")) // 4)
         if index.size and (index.min() < 0 or index.max() >= size):
@@ -176,8 +198,12 @@ def encode_delta(delta: Mapping[str, torch.Tensor], spec: CodecSpec, seed: int =
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-def decode_delta(payload: bytes) -> dict[str, torch.Tensor]:
-    """Decode any codec's payload; hostile input raises PoisonMessageError('bad_codec', ...)."""
+def decode_delta(payload: bytes, *, dense: bool = True) -> dict[str, torch.Tensor]:
+    """Decode any codec's payload; hostile input raises PoisonMessageError('bad_codec', ...).
+
+    ``dense=False`` keeps row-sparse tensors sparse (torch COO), so the aggregator's work per update is
+    proportional to the rows a trainer changed, not to the size of the embedding table.
+    """
     try:
         if payload[:4] == _ZSTD_MAGIC:
             payload = zstandard.ZstdDecompressor().decompress(payload, max_output_size=MAX_DECODED_BYTES)
@@ -191,7 +217,8 @@ def decode_delta(payload: bytes) -> dict[str, torch.Tensor]:
     for name, encoded in tensors.items():
         if not isinstance(encoded, dict):
             raise PoisonMessageError("bad_codec", f"{name}: entry is not a map")
-        out[name] = torch.from_numpy(decode_tensor(encoded).copy())
+        decoded = decode_tensor(encoded, keep_sparse_rows=not dense)
+        out[name] = decoded.torch() if isinstance(decoded, SparseRows) else torch.from_numpy(decoded.copy())
     return out
 
 

@@ -61,7 +61,10 @@ def fedbuff_step(
     staleness_weight: StalenessWeight,
     server_lr: float = 1.0,
 ) -> None:
-    apply_delta(model, combine(updates, fedbuff_weights(updates, staleness_weight)), server_lr)
+    # w + η Σ c_k Δ_k, applied update by update: the same sum without a model-sized temporary, and with
+    # row-sparse deltas only the rows they touch are written.
+    for update, coefficient in zip(updates, fedbuff_weights(updates, staleness_weight), strict=True):
+        apply_delta(model, update.delta, server_lr * coefficient)
 
 
 def fedasync_step(
@@ -71,4 +74,7 @@ def fedasync_step(
 
 
 def global_norm(tensors: Tensors) -> float:
-    return float(torch.sqrt(sum((t.float() ** 2).sum() for t in tensors.values())))  # type: ignore[arg-type]
+    """L2 norm over every tensor, one streaming pass each (no temporaries the size of the model)."""
+    norms = [torch.linalg.vector_norm(t.coalesce().values() if t.is_sparse else t, dtype=torch.float32)
+             for t in tensors.values()]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0

@@ -124,7 +124,7 @@ class Aggregator:
         except ValueError as exc:
             raise UpdateRejected("bad_codec", str(exc)) from exc
         try:
-            delta = decode_delta(update.payload)
+            delta = decode_delta(update.payload, dense=False)
         except UpdateRejected:
             raise
         except Exception as exc:  # decode_delta raises PoisonMessageError; keep its reason

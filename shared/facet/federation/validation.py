@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import math
 from typing import Literal
 
 import torch
@@ -49,12 +50,15 @@ def check_delta(
             raise UpdateRejected("wrong_shape", f"{name}: {tuple(tensor.shape)} != {shape}")
         if tensor.dtype != dtype:
             raise UpdateRejected("wrong_dtype", f"{name}: {tensor.dtype} != {dtype}")
-        if not bool(torch.isfinite(tensor).all()):
-            raise UpdateRejected("non_finite", f"{name} holds NaN or Inf")
+    # One pass for both checks: NaN or Inf anywhere makes the norm non-finite (so does a value so large
+    # its square overflows, which is no legitimate delta either).
     norm = global_norm(delta)
+    if not math.isfinite(norm):
+        bad = next((n for n, t in delta.items() if not math.isfinite(global_norm({n: t}))), "?")
+        raise UpdateRejected("non_finite", f"{bad} holds NaN or Inf (or overflows)")
     if norm > max_norm:
         if on_large_norm == "reject":
             raise UpdateRejected("norm_too_large", f"norm {norm:.3g} > {max_norm:.3g}")
         factor = max_norm / norm
-        return {name: tensor * factor for name, tensor in delta.items()}
+        return {name: tensor * factor for name, tensor in delta.items()}  # sparse stays sparse
     return dict(delta)
