@@ -89,3 +89,41 @@ def aggregator(
     result = run_aggregator_benchmark(updates, buffer_size, codec)
     payload = write_result(json_path, result.pop("summary"), **result)
     _report(json_path, payload)
+
+
+@bench_app.command("ingest")
+def ingest(
+    json_path: Path = typer.Option(Path("reports/bench-ingest.json"), "--json"),
+    batches: int = typer.Option(120, min=4),
+    concurrency: int = typer.Option(4, min=1),
+) -> None:
+    """Events/s accepted end to end through HTTP ingest (batches of 500) against a raw aiokafka producer."""
+    import tempfile
+
+    from facet.bench.common import write_result
+    from facet.bench.services import run_ingest_benchmark
+    from facet.kafka.broker import provision_broker
+
+    with provision_broker() as broker, tempfile.TemporaryDirectory() as work:
+        result = run_ingest_benchmark(broker, Path(work), batches=batches, concurrency=concurrency)
+    payload = write_result(json_path, result.pop("summary"), **result)
+    _report(json_path, payload)
+
+
+@bench_app.command("recommend")
+def recommend(
+    json_path: Path = typer.Option(Path("reports/bench-recommend.json"), "--json"),
+    duration: float = typer.Option(8.0, min=1),
+    concurrency: int = typer.Option(16, min=1),
+) -> None:
+    """Top-10 requests/s and p50/p99 under concurrent load, against the same server's /healthz."""
+    import tempfile
+
+    from facet.bench.common import write_result
+    from facet.bench.services import run_recommend_benchmark
+    from facet.kafka.broker import provision_broker
+
+    with provision_broker() as broker, tempfile.TemporaryDirectory() as work:
+        result = run_recommend_benchmark(broker, Path(work), duration=duration, concurrency=concurrency)
+    payload = write_result(json_path, result.pop("summary"), **result)
+    _report(json_path, payload)

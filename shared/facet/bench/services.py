@@ -1,0 +1,193 @@
+"""Benchmarks of the HTTP services: ingest against a raw producer, recommender against its /healthz.
+
+The server under test runs as its own `facet` process on the embedded broker (or KAFKA_BOOTSTRAP_SERVERS);
+load comes from a separate process (:mod:`facet.bench.load`)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from facet import wire
+from facet.config import KafkaSettings, TopicSettings
+from facet.contracts import GlobalModel
+from facet.kafka.admin import create_all_topics
+from facet.kafka.broker import BrokerHandle, free_loopback_port
+from facet.kafka.clients import make_producer
+from facet.workload.generator import JewelryWorkload, WorkloadConfig
+
+API_KEY = "bench-key"
+
+
+class _Service:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.port = free_loopback_port()
+        self.log = log.open("ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "facet.cli", *args, "--port", str(self.port)],
+                                        env={**os.environ, **env, "FACET_LOG_LEVEL": "WARNING"},
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait(self, path: str, timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"service exited with {self.process.returncode}")
+            try:
+                if httpx.get(self.url(path), timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(self.url(path))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def _load(urls: list[str], *, method: str = "GET", bodies: list[str] | None = None, headers: list[str] = (),
+          concurrency: int = 16, duration: float = 8.0, max_requests: int | None = None) -> dict[str, Any]:
+    command = [sys.executable, "-m", "facet.bench.load", "--method", method, "--concurrency", str(concurrency),
+               "--duration", str(duration)]
+    for url in urls:
+        command += ["--url", url]
+    for header in headers:
+        command += ["--header", header]
+    if max_requests:
+        command += ["--max-requests", str(max_requests)]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(bodies or [], handle)
+    if bodies:
+        command += ["--body-file", handle.name]
+    output = subprocess.run(command, check=True, capture_output=True, text=True, timeout=duration + 120).stdout
+    os.unlink(handle.name)
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def _env(kafka: KafkaSettings, topics: TopicSettings) -> dict[str, str]:
+    return {"KAFKA_BOOTSTRAP_SERVERS": kafka.events_servers(),
+            "FACET_KAFKA_ENABLE_IDEMPOTENCE": str(kafka.enable_idempotence).lower(),
+            "FACET_TOPICS_EVENTS_PATTERN": topics.events_pattern, "FACET_TOPICS_MODELS": topics.models,
+            "FACET_TOPICS_UPDATES": topics.updates, "FACET_TOPICS_DEAD_LETTER": topics.dead_letter,
+            "FACET_LOG_JSON": "true"}
+
+
+def _raw_producer_rate(kafka: KafkaSettings, topics: TopicSettings, batches: list[list[dict[str, Any]]]) -> float:
+    """Events/s of a bare aiokafka producer sending the same events (in a separate process)."""
+    script = f"""
+import asyncio, json, sys, time
+from facet import wire
+from facet.config import KafkaSettings, TopicSettings
+from facet.contracts import BehaviourEvent
+from facet.kafka.clients import make_producer
+kafka = KafkaSettings.model_validate_json(sys.argv[1]); topics = TopicSettings.model_validate_json(sys.argv[2])
+batches = json.load(open(sys.argv[3]))
+async def main():
+    events = [[BehaviourEvent.model_validate(e) for e in b] for b in batches]
+    producer = make_producer(kafka, kafka.events_servers(), linger_ms=10, max_batch_size=256 * 1024)
+    await producer.start()
+    started = time.perf_counter()
+    for batch in events:
+        futures = [await producer.send(topics.events_topic(e.region), wire.encode(e), key=e.shopper_id.encode())
+                   for e in batch]
+        await asyncio.gather(*futures)
+    seconds = time.perf_counter() - started
+    await producer.stop()
+    print(sum(len(b) for b in events) / seconds)
+asyncio.run(main())
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(batches, handle)
+    output = subprocess.run([sys.executable, "-c", script, kafka.model_dump_json(), topics.model_dump_json(),
+                             handle.name], check=True, capture_output=True, text=True, timeout=600).stdout
+    os.unlink(handle.name)
+    return float(output.strip().splitlines()[-1])
+
+
+def run_ingest_benchmark(broker: BrokerHandle, work_dir: Path, batches: int = 120, batch_size: int = 500,
+                         concurrency: int = 4) -> dict[str, Any]:
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=broker.supports_idempotence)
+    topics = TopicSettings()
+    asyncio.run(create_all_topics(kafka, topics, ["us", "eu", "uk", "in", "jp", "ae", "br"]))
+    events = [e.model_dump(mode="json") for e in JewelryWorkload(WorkloadConfig(sessions=batches * batch_size // 4,
+                                                                                seed=11)).events()]
+    events = events[: batches * batch_size]
+    chunks = [events[i : i + batch_size] for i in range(0, len(events), batch_size)]
+    raw_rate = _raw_producer_rate(kafka, topics, chunks)
+    env = {**_env(kafka, topics), "FACET_INGEST_API_KEY_HASHES":
+           json.dumps({"bench": hashlib.sha256(API_KEY.encode()).hexdigest()}), "FACET_INGEST_MAX_BODY_BYTES": "8000000"}
+    service = _Service(["ingest"], env, work_dir / "ingest.log")
+    try:
+        service.wait("/readyz")
+        bodies = [json.dumps({"events": chunk}) for chunk in chunks]
+        load = _load([service.url("/v1/events")], method="POST", bodies=bodies,
+                     headers=[f"X-API-Key:{API_KEY}", "Content-Type:application/json"], concurrency=concurrency,
+                     duration=600, max_requests=len(bodies))
+    finally:
+        service.stop()
+    ingest_rate = load["ok"] * batch_size / load["seconds"]
+    return {
+        "summary": {"throughput_ratio_vs_raw_producer": ingest_rate / raw_rate, "p99_ms": load["p99_ms"]},
+        "ingest": {**load, "events_per_second": ingest_rate, "batch_size": batch_size, "concurrency": concurrency},
+        "raw_producer": {"events_per_second": raw_rate},
+        "events": len(events),
+    }
+
+
+def run_recommend_benchmark(broker: BrokerHandle, work_dir: Path, duration: float = 8.0, concurrency: int = 16
+                            ) -> dict[str, Any]:
+    from facet.model.network import ModelConfig
+    from facet.model.training import new_model
+    from facet.service.models import to_bytes
+
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=broker.supports_idempotence)
+    topics = TopicSettings()
+    asyncio.run(create_all_topics(kafka, topics, ["us"]))
+    config = ModelConfig(id_buckets=8_192, dim=48, max_history=20)
+    events = list(JewelryWorkload(WorkloadConfig(sessions=4_000, seed=12, regions=("us",))).events())
+
+    async def publish() -> None:
+        producer = make_producer(kafka, kafka.events_servers())
+        await producer.start()
+        for event in events:
+            await producer.send(topics.events_topic("us"), wire.encode(event), key=event.shopper_id.encode())
+        model = GlobalModel(model_name="facet-recommender", version=1, parameters=to_bytes(new_model(config).state_dict()))
+        await producer.send_and_wait(topics.models, wire.encode(model), key=b"facet-recommender")
+        await producer.stop()
+
+    asyncio.run(publish())
+    env = {**_env(kafka, topics), **{f"FACET_RECOMMENDER_MODEL__{k.upper()}": str(v)
+                                     for k, v in config.model_dump().items()}}
+    service = _Service(["recommender", "--region", "us"], env, work_dir / "recommender.log")
+    try:
+        service.wait("/readyz")
+        time.sleep(2)  # let it read the whole history
+        shoppers = list(dict.fromkeys(e.shopper_id for e in events))[:500]
+        urls = [service.url(f"/v1/recommendations?shopper={s}&k=10") for s in shoppers]
+        catalogue = httpx.get(urls[0]).json()
+        recommend = _load(urls, concurrency=concurrency, duration=duration)
+        health = _load([service.url("/healthz")], concurrency=concurrency, duration=duration)
+    finally:
+        service.stop()
+    return {
+        "summary": {"throughput_ratio_vs_healthz": recommend["rps"] / health["rps"], "p99_ms": recommend["p99_ms"]},
+        "recommend": recommend, "healthz": health, "sample_response": catalogue,
+        "catalogue_events": len(events), "concurrency": concurrency,
+    }
