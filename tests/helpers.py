@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import torch
-
 from facet.compression.codecs import CodecSpec, encode_delta
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import ModelUpdate, TrainingMetrics

@@ -19,9 +19,6 @@ from pathlib import Path
 import torch
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import FileResponse
-
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import GlobalModel, ModelUpdate
@@ -38,6 +35,8 @@ from facet.service.models import from_bytes, to_bytes, write_artifact
 from facet_aggregator import checkpoint
 from facet_aggregator import metrics as m
 from facet_aggregator.settings import AggregatorSettings
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse
 
 log = get_logger(__name__)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from facet.federation.server import AggregationPolicy
 from facet.model.network import ModelConfig
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class AggregatorSettings(BaseSettings):
@@ -34,7 +33,7 @@ class AggregatorSettings(BaseSettings):
     #: Trainer id → HMAC key, as JSON (from a mounted secret in production).
     trainer_keys: SecretStr | None = None
     trainer_keys_file: Path | None = None
-    http_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    http_host: str = "0.0.0.0"
     http_port: int = Field(default=8082, ge=0, le=65535)
     max_poll_records: int = Field(default=64, ge=1)
 

@@ -7,10 +7,6 @@ import time
 from typing import Annotated, Any
 
 import msgpack
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
-
 from facet.contracts import BehaviourEvent
 from facet.service.health import Health
 from facet.service.http import add_probe_routes
@@ -18,6 +14,9 @@ from facet.wire import summarize_validation_error
 from facet_ingest import metrics as m
 from facet_ingest.publisher import BrokerUnreachable, EventPublisher, Overloaded
 from facet_ingest.settings import IngestSettings, hash_api_key
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
 
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 

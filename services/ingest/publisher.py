@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-
 from facet import wire
 from facet.config import TopicSettings
 from facet.contracts import BehaviourEvent

@@ -6,10 +6,9 @@ import hashlib
 import json
 from pathlib import Path
 
+from facet.config import DEFAULT_REGIONS, validate_region
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from facet.config import DEFAULT_REGIONS, validate_region
 
 
 def hash_api_key(key: str) -> str:
@@ -29,7 +28,7 @@ class IngestSettings(BaseSettings):
     max_in_flight_events: int = Field(default=20_000, ge=1)
     send_timeout_s: float = Field(default=10.0, gt=0)
     retry_after_s: int = Field(default=2, ge=1)
-    http_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    http_host: str = "0.0.0.0"
     http_port: int = Field(default=8080, ge=0, le=65535)
 
     @field_validator("regions")

@@ -4,15 +4,14 @@
 import time
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Query
-from prometheus_client import Counter, Gauge, Histogram
-from pydantic import BaseModel, Field
-
 from facet.contracts import ItemAttributes, ShortId
 from facet.service.health import Health
 from facet.service.http import add_probe_routes
 from facet_recommender.settings import RecommenderSettings
 from facet_recommender.state import RegionalState
+from fastapi import FastAPI, HTTPException, Query
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import BaseModel, Field
 
 ONLINE_NDCG = Gauge("facet_recommender_online_ndcg10",
                     "Prequential NDCG@10: each sampled event's item ranked by the serving model before it is learned",

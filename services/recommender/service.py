@@ -7,7 +7,6 @@ import asyncio
 
 import torch
 from aiokafka import TopicPartition
-
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import BehaviourEvent, GlobalModel
@@ -36,7 +35,7 @@ async def follow_events(kafka: KafkaSettings, topic: str, state: RegionalState, 
             partitions = consumer.partitions_for_topic(topic)
             if partitions is None:
                 await asyncio.sleep(0.5)
-                await consumer._client.force_metadata_update()  # noqa: SLF001
+                await consumer._client.force_metadata_update()
         if partitions is None:
             return
         consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from facet.config import validate_region
 from facet.model.network import ModelConfig
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class RecommenderSettings(BaseSettings):
@@ -24,7 +23,7 @@ class RecommenderSettings(BaseSettings):
     #: Trend counts halve after this many events in the region.
     trend_half_life_events: float = Field(default=20_000, gt=0)
     max_k: int = Field(default=100, ge=1, le=1000)
-    http_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    http_host: str = "0.0.0.0"
     http_port: int = Field(default=8081, ge=0, le=65535)
 
     @field_validator("region")

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from facet.contracts import BehaviourEvent, EventType, ItemAttributes
 from facet.model.features import ItemCatalogue
 from facet.model.network import ModelConfig, SequenceRecommender

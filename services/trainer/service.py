@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 import torch
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
-from fastapi import FastAPI
-
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import BehaviourEvent, GlobalModel, ModelUpdate, TrainingMetrics
@@ -31,12 +29,14 @@ from facet.kafka.lag import consumer_lag
 from facet.kafka.shutdown import ShutdownSignal
 from facet.logging import get_logger
 from facet.model.features import ItemCatalogue
+from facet.model.training import Windows
 from facet.service.health import Health
 from facet.service.http import add_probe_routes, serve
 from facet.service.model_feed import follow_models
 from facet_trainer import metrics as m
 from facet_trainer.settings import TrainerSettings
 from facet_trainer.window import TrainingWindow
+from fastapi import FastAPI
 
 log = get_logger(__name__)
 
@@ -77,6 +77,12 @@ class TrainerService:
         self.newest_version = -1
         self.last_send = time.monotonic()
         self.updates_sent = 0
+        #: Throughput accounting (read by `facet bench trainer`).
+        self.samples_trained = 0
+        self._training: asyncio.Task[None] | None = None
+        self.events_consumed = 0
+        self.first_fetch_at: float | None = None
+        self.last_trained_at: float | None = None
         self.consumer = make_consumer(kafka, kafka.events_servers(), group_id=settings.group_id,
                                       max_poll_records=500)
         self.producer = make_producer(kafka, kafka.federation_servers())
@@ -122,13 +128,16 @@ class TrainerService:
                     continue
                 batches = await self.consumer.getmany(timeout_ms=300, max_records=500)
                 self.health.tick()
+                if batches and self.first_fetch_at is None:
+                    self.first_fetch_at = time.perf_counter()
                 for tp, records in batches.items():
                     for record in records:
                         await self._ingest(record)
                         self.consumed[tp.partition] = record.offset + 1
                     m.EVENTS.labels(self.region).inc(len(records))
+                    self.events_consumed += len(records)
                 if len(self.window) >= self.settings.batch_size:
-                    await self._train()
+                    await self._train_in_background()
                 due = time.monotonic() - self.last_send >= self.settings.update_every_seconds
                 if self.learner.unsent_samples >= self.settings.update_every_samples or (
                     due and (self.learner.unsent_samples or len(self.window))
@@ -158,13 +167,37 @@ class TrainerService:
             return
         self.window.add(event, self.region_bucket)
 
+    async def _train_in_background(self) -> None:
+        """Train the pending examples in a worker thread while the loop fetches and decodes the next ones.
+
+        Backpressure: when the window holds many batches beyond the one in training, wait for it, so the
+        pending examples (and memory) stay bounded however fast events arrive.
+        """
+        running = self._training
+        if running is not None and not running.done():
+            if len(self.window) < 8 * self.settings.batch_size:
+                return
+            await running
+        elif running is not None:
+            running.result()  # surface a failure of the previous round
+        windows = self.window.take()
+        self._training = asyncio.create_task(self._train_windows(windows))
+
     async def _train(self) -> None:
+        """Finish the training in flight, then train whatever is pending (used before every update)."""
+        if self._training is not None:
+            await self._training
+            self._training = None
         if not len(self.window) or not self.learner.ready:
             return
-        windows = self.window.take()
+        await self._train_windows(self.window.take())
+
+    async def _train_windows(self, windows: Windows) -> None:
         async with self.lock:
             loss = await asyncio.to_thread(self.learner.train, self.catalogue, windows, self.settings.batch_size)
         m.SAMPLES.labels(self.region).inc(windows.samples)  # new and replayed examples alike
+        self.samples_trained += windows.samples
+        self.last_trained_at = time.perf_counter()
         m.LOCAL_LOSS.labels(self.region).set(loss)
 
     async def flush(self, reason: str) -> None:

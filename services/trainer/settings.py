@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from facet.compression.codecs import CodecSpec
 from facet.config import validate_region
 from facet.federation.privacy import PrivacySettings
 from facet.model.network import ModelConfig
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class TrainerSettings(BaseSettings):
@@ -37,7 +36,7 @@ class TrainerSettings(BaseSettings):
     replay_examples: int = Field(default=8_192, ge=0, le=1_000_000)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     signing_key: SecretStr | None = None
-    http_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    http_host: str = "0.0.0.0"
     http_port: int = Field(default=8083, ge=0, le=65535)
 
     @field_validator("region")

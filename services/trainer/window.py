@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 
 import numpy as np
-
 from facet.contracts import BehaviourEvent
 from facet.model.features import ItemCatalogue
 from facet.model.training import PAD, Windows

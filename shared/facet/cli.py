@@ -116,9 +116,10 @@ def _run_service(coroutine_factory: object) -> None:
 @app.command()
 def aggregator(port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port (probes, metrics, artifacts).")) -> None:
     """Run the aggregator: staleness-weighted async FedAvg over facet.updates.v1."""
-    from facet.config import KafkaSettings, TopicSettings
     from facet_aggregator.service import run_aggregator
     from facet_aggregator.settings import AggregatorSettings
+
+    from facet.config import KafkaSettings, TopicSettings
 
     def start() -> object:
         overrides = {"http_port": port} if port is not None else {}
@@ -133,9 +134,10 @@ def trainer(
     port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port (probes, metrics)."),
 ) -> None:
     """Run one regional trainer replica (consumer group facet-trainer-<region>)."""
-    from facet.config import KafkaSettings, TopicSettings
     from facet_trainer.service import run_trainer
     from facet_trainer.settings import TrainerSettings
+
+    from facet.config import KafkaSettings, TopicSettings
 
     def start() -> object:
         overrides: dict[str, object] = {"region": region}
@@ -149,9 +151,10 @@ def trainer(
 @app.command()
 def ingest(port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port.")) -> None:
     """Run the storefront ingest gateway (POST /v1/events)."""
-    from facet.config import KafkaSettings, TopicSettings
     from facet_ingest.service import run_ingest
     from facet_ingest.settings import IngestSettings
+
+    from facet.config import KafkaSettings, TopicSettings
 
     def start() -> object:
         overrides = {"http_port": port} if port is not None else {}
@@ -166,9 +169,10 @@ def recommender(
     port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port."),
 ) -> None:
     """Run a regional recommender (GET/POST /v1/recommendations)."""
-    from facet.config import KafkaSettings, TopicSettings
     from facet_recommender.service import run_recommender
     from facet_recommender.settings import RecommenderSettings
+
+    from facet.config import KafkaSettings, TopicSettings
 
     def start() -> object:
         overrides: dict[str, object] = {"region": region}

@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import ModelUpdate
@@ -20,6 +19,7 @@ from facet.kafka.admin import create_all_topics
 from facet.kafka.clients import make_producer
 from facet.model.training import new_model
 from facet_aggregator import checkpoint
+
 from tests.helpers import TINY_MODEL, ServiceProcess, kafka_env, model_env, signed_update
 
 pytestmark = pytest.mark.integration

@@ -13,14 +13,14 @@ import httpx
 import msgpack
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
-
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import BehaviourEvent
 from facet.kafka.admin import create_all_topics
 from facet.kafka.broker import EmbeddedTansu
 from facet.kafka.clients import make_consumer
+from hypothesis import HealthCheck, settings
+
 from tests.helpers import ServiceProcess, kafka_env
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import GlobalModel
@@ -17,6 +16,7 @@ from facet.kafka.clients import make_producer
 from facet.model.training import new_model
 from facet.service.models import to_bytes
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
+
 from tests.helpers import TINY_MODEL, ServiceProcess, kafka_env, model_env
 from tests.integration.test_ingest import fuzz_openapi
 

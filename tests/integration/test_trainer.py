@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
-
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import GlobalModel, ModelUpdate
@@ -20,6 +19,7 @@ from facet.kafka.dlq import REASON_HEADER
 from facet.model.training import new_model
 from facet.service.models import to_bytes
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
+
 from tests.helpers import TINY_MODEL, ServiceProcess, kafka_env, model_env
 
 pytestmark = pytest.mark.integration

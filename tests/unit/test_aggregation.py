@@ -4,9 +4,6 @@ import hmac
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from facet.contracts import ModelUpdate, TrainingMetrics
 from facet.federation.aggregation import (
     WeightedDelta,
@@ -18,6 +15,8 @@ from facet.federation.aggregation import (
 from facet.federation.signing import sign, verify
 from facet.federation.staleness import ConstantStaleness, HingeStaleness, PolynomialStaleness
 from facet.federation.validation import UpdateRejected, check_delta, check_staleness, spec_of
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 STALENESS = [ConstantStaleness(), PolynomialStaleness(exponent=0.5), PolynomialStaleness(exponent=2.0),
              HingeStaleness(slope=0.5, cutoff=3)]

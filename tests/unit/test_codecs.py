@@ -3,12 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from facet.compression.codecs import CodecSpec, ErrorFeedback, decode_delta, encode_delta
+from facet.errors import PoisonMessageError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from facet.compression.codecs import CodecSpec, ErrorFeedback, decode_delta, encode_delta
-from facet.errors import PoisonMessageError
 
 FINITE = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, width=32)
 

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import pytest
-
 from facet.contracts import EventType, ItemAttributes
 from facet.model.training import new_model
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
 from facet_recommender.state import RegionalState
+
 from tests.helpers import TINY_MODEL
 
 

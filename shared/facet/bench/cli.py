@@ -127,3 +127,20 @@ def recommend(
         result = run_recommend_benchmark(broker, Path(work), duration=duration, concurrency=concurrency)
     payload = write_result(json_path, result.pop("summary"), **result)
     _report(json_path, payload)
+
+
+@bench_app.command("trainer")
+def trainer(
+    json_path: Path = typer.Option(Path("reports/bench-trainer.json"), "--json"),
+    sessions: int = typer.Option(8_000, min=100),
+    batch_size: int = typer.Option(128, min=1),
+) -> None:
+    """Training samples/s of a trainer consuming from the broker against a bare in-memory PyTorch loop."""
+    from facet.bench.common import write_result
+    from facet.bench.trainer import run_trainer_benchmark
+    from facet.kafka.broker import provision_broker
+
+    with provision_broker() as broker:
+        result = run_trainer_benchmark(broker, sessions, batch_size)
+    payload = write_result(json_path, result.pop("summary"), **result)
+    _report(json_path, payload)

@@ -91,7 +91,7 @@ def _env(kafka: KafkaSettings, topics: TopicSettings) -> dict[str, str]:
 
 def _raw_producer_rate(kafka: KafkaSettings, topics: TopicSettings, batches: list[list[dict[str, Any]]]) -> float:
     """Events/s of a bare aiokafka producer sending the same events (in a separate process)."""
-    script = f"""
+    script = """
 import asyncio, json, sys, time
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings

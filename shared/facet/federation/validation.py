@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import math
+from collections.abc import Mapping
 from typing import Literal
 
 import torch
 
-from facet.federation.aggregation import global_norm
 from facet.errors import PoisonMessageError
+from facet.federation.aggregation import global_norm
 
 
 class UpdateRejected(PoisonMessageError):

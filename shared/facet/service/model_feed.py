@@ -33,7 +33,7 @@ async def follow_models(
             partitions = consumer.partitions_for_topic(topic)
             if partitions is None:
                 await asyncio.sleep(0.5)
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - the topic may be new
+                await consumer._client.force_metadata_update()
         if partitions is None:
             return
         consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])

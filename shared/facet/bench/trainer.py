@@ -1,0 +1,88 @@
+"""``facet bench trainer``: samples/s of a trainer consuming from the broker, against a bare PyTorch loop
+over the same examples in memory (same model, optimizer, batch size and thread count)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import torch
+from facet_trainer.service import TrainerService
+from facet_trainer.settings import TrainerSettings
+from facet_trainer.window import TrainingWindow
+
+from facet import wire
+from facet.config import KafkaSettings, TopicSettings
+from facet.contracts import GlobalModel
+from facet.federation.client import LocalLearner
+from facet.kafka.admin import create_all_topics
+from facet.kafka.broker import BrokerHandle
+from facet.kafka.clients import make_producer
+from facet.kafka.shutdown import ShutdownSignal
+from facet.model.features import ItemCatalogue
+from facet.model.network import ModelConfig
+from facet.model.training import new_model
+from facet.service.models import to_bytes
+from facet.workload.generator import JewelryWorkload, WorkloadConfig
+
+CONFIG = ModelConfig(id_buckets=8_192, dim=48, max_history=20)
+
+
+async def _trainer_rate(broker: BrokerHandle, events: list[Any], batch_size: int) -> dict[str, Any]:
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=broker.supports_idempotence,
+                          session_timeout_ms=6_000, heartbeat_interval_ms=500)
+    topics = TopicSettings()
+    await create_all_topics(kafka, topics, ["us"])
+    producer = make_producer(kafka, kafka.events_servers())
+    await producer.start()
+    await producer.send_and_wait(topics.models, wire.encode(GlobalModel(
+        model_name="facet-recommender", version=0, parameters=to_bytes(new_model(CONFIG).state_dict()))),
+        key=b"facet-recommender")
+    for event in events:
+        await producer.send(topics.events_topic("us"), wire.encode(event), key=event.shopper_id.encode())
+    await producer.stop()
+    settings = TrainerSettings(region="us", signing_key="bench", model=CONFIG, replay_examples=0,
+                               batch_size=batch_size, update_every_samples=10**9, update_every_seconds=3600,
+                               http_port=0)
+    service = TrainerService(settings, kafka, topics)
+    shutdown = ShutdownSignal()
+    task = asyncio.create_task(service.run(shutdown))
+    total = len(events)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        if service.events_consumed >= total:  # the remainder below one batch is trained by the drain
+            break
+    shutdown.trigger("benchmark done")
+    await task
+    seconds = (service.last_trained_at or 0) - (service.first_fetch_at or 0)
+    return {"samples": service.samples_trained, "seconds": seconds,
+            "samples_per_second": service.samples_trained / seconds, "updates_sent": service.updates_sent}
+
+
+def _bare_rate(events: list[Any], batch_size: int) -> dict[str, Any]:
+    catalogue = ItemCatalogue(CONFIG.feature_space())
+    window = TrainingWindow(catalogue, CONFIG.max_history, 50_000, 200_000)
+    region = CONFIG.feature_space().region_bucket("us")
+    for event in events:
+        window.add(event, region)
+    windows = window.take()
+    learner = LocalLearner(CONFIG, "rows+int8+zstd")
+    learner.load_global(new_model(CONFIG).state_dict(), 0)
+    started = time.perf_counter()
+    learner.train(catalogue, windows, batch_size)
+    seconds = time.perf_counter() - started
+    return {"samples": windows.samples, "seconds": seconds, "samples_per_second": windows.samples / seconds}
+
+
+def run_trainer_benchmark(broker: BrokerHandle, sessions: int = 8_000, batch_size: int = 128) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    events = list(JewelryWorkload(WorkloadConfig(sessions=sessions, seed=21, regions=("us",))).events())
+    bare = _bare_rate(events, batch_size)
+    service = asyncio.run(_trainer_rate(broker, events, batch_size))
+    return {
+        "summary": {"throughput_ratio_vs_bare_loop": service["samples_per_second"] / bare["samples_per_second"]},
+        "trainer": service, "bare_loop": bare, "events": len(events), "batch_size": batch_size,
+        "torch_threads": 1,
+    }
