@@ -31,18 +31,30 @@ def probes(startup_seconds: int = 120) -> dict[str, Any]:
     http = {"port": "http"}
     return {
         # Liveness: the consume loop turned recently (the service returns 503 when it stalls).
-        "livenessProbe": {"httpGet": {"path": "/healthz", **http}, "periodSeconds": 15, "timeoutSeconds": 3,
-                          "failureThreshold": 4},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", **http},
+            "periodSeconds": 15,
+            "timeoutSeconds": 3,
+            "failureThreshold": 4,
+        },
         # Readiness: partitions assigned and a model loaded (or, for ingest, the producer connected).
-        "readinessProbe": {"httpGet": {"path": "/readyz", **http}, "periodSeconds": 5, "timeoutSeconds": 3,
-                           "failureThreshold": 3},
-        "startupProbe": {"httpGet": {"path": "/healthz", **http}, "periodSeconds": 5,
-                         "failureThreshold": startup_seconds // 5},
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", **http},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", **http},
+            "periodSeconds": 5,
+            "failureThreshold": startup_seconds // 5,
+        },
     }
 
 
-def container(name: str, args: list[str], env: list[dict[str, Any]], cpu: str, memory: str,
-              cpu_limit: str, memory_limit: str) -> dict[str, Any]:
+def container(
+    name: str, args: list[str], env: list[dict[str, Any]], cpu: str, memory: str, cpu_limit: str, memory_limit: str
+) -> dict[str, Any]:
     return {
         "name": name,
         "image": f"{IMAGE}:latest",
@@ -51,15 +63,21 @@ def container(name: str, args: list[str], env: list[dict[str, Any]], cpu: str, m
         "envFrom": [{"configMapRef": {"name": "facet-config"}}],
         "env": env,
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}},
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "allowPrivilegeEscalation": False,
-                            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         **probes(),
     }
 
 
-def pod_spec(containers: list[dict[str, Any]], extra_volumes: list[dict[str, Any]] | None = None,
-             grace_seconds: int = 90) -> dict[str, Any]:
+def pod_spec(
+    containers: list[dict[str, Any]], extra_volumes: list[dict[str, Any]] | None = None, grace_seconds: int = 90
+) -> dict[str, Any]:
     return {
         "serviceAccountName": "facet",
         "automountServiceAccountToken": False,
@@ -75,144 +93,280 @@ def secret_env(name: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": "facet-secrets", "key": key}}}
 
 
-def deployment(name: str, component: str, replicas: int, spec: dict[str, Any], region: str | None = None
-               ) -> dict[str, Any]:
+def deployment(
+    name: str, component: str, replicas: int, spec: dict[str, Any], region: str | None = None
+) -> dict[str, Any]:
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "labels": labels(component, region)},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels(component, region)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {"metadata": {"labels": labels(component, region),
-                                      "annotations": {"prometheus.io/scrape": "true",
-                                                      "prometheus.io/port": str(PORT)}},
-                         "spec": spec},
+            "template": {
+                "metadata": {
+                    "labels": labels(component, region),
+                    "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT)},
+                },
+                "spec": spec,
+            },
         },
     }
 
 
 def service(name: str, component: str, region: str | None = None, headless: bool = False) -> dict[str, Any]:
-    spec: dict[str, Any] = {"selector": labels(component, region),
-                            "ports": [{"name": "http", "port": 80 if not headless else PORT, "targetPort": "http"}]}
+    spec: dict[str, Any] = {
+        "selector": labels(component, region),
+        "ports": [{"name": "http", "port": 80 if not headless else PORT, "targetPort": "http"}],
+    }
     if headless:
         spec["clusterIP"] = "None"
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": labels(component, region)},
-            "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": labels(component, region)},
+        "spec": spec,
+    }
 
 
 def pdb(name: str, component: str, region: str | None = None) -> dict[str, Any]:
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": {"name": name, "labels": labels(component, region)},
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": labels(component, region)}}}
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "labels": labels(component, region)},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": labels(component, region)}},
+    }
 
 
 def trainer_autoscaler(region: str) -> dict[str, Any]:
     """Scale on consumer lag (an external metric from the Prometheus adapter), never past the partitions."""
     return {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": f"trainer-{region}", "labels": labels("trainer", region)},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"trainer-{region}"},
             "minReplicas": 1,
             "maxReplicas": EVENT_PARTITIONS,
-            "metrics": [{"type": "External", "external": {
-                "metric": {"name": "facet_trainer_consumer_lag", "selector": {"matchLabels": {"region": region}}},
-                "target": {"type": "AverageValue", "averageValue": "5000"}}}],
+            "metrics": [
+                {
+                    "type": "External",
+                    "external": {
+                        "metric": {
+                            "name": "facet_trainer_consumer_lag",
+                            "selector": {"matchLabels": {"region": region}},
+                        },
+                        "target": {"type": "AverageValue", "averageValue": "5000"},
+                    },
+                }
+            ],
             "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
         },
     }
 
 
 def network_policies() -> list[dict[str, Any]]:
-    dns = {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-           "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
-    kafka = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 9092},
-                                                                    {"protocol": "TCP", "port": 9093}]}
-    scrape = {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
-              "ports": [{"protocol": "TCP", "port": PORT}]}
+    dns = {
+        "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    kafka = {
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+        "ports": [{"protocol": "TCP", "port": 9092}, {"protocol": "TCP", "port": 9093}],
+    }
+    scrape = {
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        "ports": [{"protocol": "TCP", "port": PORT}],
+    }
     policies: list[dict[str, Any]] = [
-        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "default-deny"},
-         "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}},
-        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "ingest"},
-         "spec": {"podSelector": {"matchLabels": labels("ingest")}, "policyTypes": ["Ingress", "Egress"],
-                  "ingress": [{"ports": [{"protocol": "TCP", "port": PORT}]}], "egress": [dns, kafka]}},
-        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "aggregator"},
-         "spec": {"podSelector": {"matchLabels": labels("aggregator")}, "policyTypes": ["Ingress", "Egress"],
-                  "ingress": [scrape, {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "facet"}}}],
-                                       "ports": [{"protocol": "TCP", "port": PORT}]}],
-                  "egress": [dns, kafka]}},
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "default-deny"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "ingest"},
+            "spec": {
+                "podSelector": {"matchLabels": labels("ingest")},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"ports": [{"protocol": "TCP", "port": PORT}]}],
+                "egress": [dns, kafka],
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "aggregator"},
+            "spec": {
+                "podSelector": {"matchLabels": labels("aggregator")},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [
+                    scrape,
+                    {
+                        "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "facet"}}}],
+                        "ports": [{"protocol": "TCP", "port": PORT}],
+                    },
+                ],
+                "egress": [dns, kafka],
+            },
+        },
     ]
     for region in REGIONS:
-        to_aggregator = {"to": [{"podSelector": {"matchLabels": labels("aggregator")}}],
-                         "ports": [{"protocol": "TCP", "port": PORT}]}
+        to_aggregator = {
+            "to": [{"podSelector": {"matchLabels": labels("aggregator")}}],
+            "ports": [{"protocol": "TCP", "port": PORT}],
+        }
         # A region's pods reach Kafka, DNS and the aggregator's model artifacts; nothing else.
-        policies.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                         "metadata": {"name": f"trainer-{region}"},
-                         "spec": {"podSelector": {"matchLabels": labels("trainer", region)},
-                                  "policyTypes": ["Ingress", "Egress"], "ingress": [scrape],
-                                  "egress": [dns, kafka, to_aggregator]}})
-        policies.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                         "metadata": {"name": f"recommender-{region}"},
-                         "spec": {"podSelector": {"matchLabels": labels("recommender", region)},
-                                  "policyTypes": ["Ingress", "Egress"],
-                                  "ingress": [scrape, {"ports": [{"protocol": "TCP", "port": PORT}]}],
-                                  "egress": [dns, kafka, to_aggregator]}})
+        policies.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": f"trainer-{region}"},
+                "spec": {
+                    "podSelector": {"matchLabels": labels("trainer", region)},
+                    "policyTypes": ["Ingress", "Egress"],
+                    "ingress": [scrape],
+                    "egress": [dns, kafka, to_aggregator],
+                },
+            }
+        )
+        policies.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": f"recommender-{region}"},
+                "spec": {
+                    "podSelector": {"matchLabels": labels("recommender", region)},
+                    "policyTypes": ["Ingress", "Egress"],
+                    "ingress": [scrape, {"ports": [{"protocol": "TCP", "port": PORT}]}],
+                    "egress": [dns, kafka, to_aggregator],
+                },
+            }
+        )
     return policies
 
 
 def manifests() -> dict[str, list[dict[str, Any]]]:
     files: dict[str, list[dict[str, Any]]] = {}
-    files["serviceaccount.yaml"] = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "facet"},
-                                     "automountServiceAccountToken": False}]
-    files["configmap.yaml"] = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "facet-config"},
-                                "data": {"KAFKA_BOOTSTRAP_SERVERS": "kafka-bootstrap.kafka:9092",
-                                         "FACET_KAFKA_ENABLE_IDEMPOTENCE": "true", "FACET_LOG_JSON": "true",
-                                         "FACET_HTTP_PORT": str(PORT)}}]
-    ingest = container("ingest", ["ingest"], [secret_env("FACET_INGEST_API_KEY_HASHES", "ingest-api-key-hashes")],
-                       "250m", "384Mi", "1", "768Mi")
-    files["ingest.yaml"] = [deployment("ingest", "ingest", 2, pod_spec([ingest], grace_seconds=60)),
-                            service("ingest", "ingest"), pdb("ingest", "ingest"),
-                            {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-                             "metadata": {"name": "ingest", "labels": labels("ingest")},
-                             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                                         "name": "ingest"},
-                                      "minReplicas": 2, "maxReplicas": 10,
-                                      "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                                          "type": "Utilization", "averageUtilization": 70}}}]}}]
-    aggregator = container("aggregator", ["aggregator"], [
-        secret_env("FACET_AGGREGATOR_TRAINER_KEYS", "trainer-keys"),
-        {"name": "FACET_AGGREGATOR_CHECKPOINT_DIR", "value": "/var/lib/facet/aggregator"},
-        {"name": "FACET_AGGREGATOR_ARTIFACT_BASE_URL", "value": "http://aggregator/v1/artifacts"},
-    ], "1", "2Gi", "2", "4Gi")
+    files["serviceaccount.yaml"] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "facet"},
+            "automountServiceAccountToken": False,
+        }
+    ]
+    files["configmap.yaml"] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "facet-config"},
+            "data": {
+                "KAFKA_BOOTSTRAP_SERVERS": "kafka-bootstrap.kafka:9092",
+                "FACET_KAFKA_ENABLE_IDEMPOTENCE": "true",
+                "FACET_LOG_JSON": "true",
+                "FACET_HTTP_PORT": str(PORT),
+            },
+        }
+    ]
+    ingest = container(
+        "ingest",
+        ["ingest"],
+        [secret_env("FACET_INGEST_API_KEY_HASHES", "ingest-api-key-hashes")],
+        "250m",
+        "384Mi",
+        "1",
+        "768Mi",
+    )
+    files["ingest.yaml"] = [
+        deployment("ingest", "ingest", 2, pod_spec([ingest], grace_seconds=60)),
+        service("ingest", "ingest"),
+        pdb("ingest", "ingest"),
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "ingest", "labels": labels("ingest")},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ingest"},
+                "minReplicas": 2,
+                "maxReplicas": 10,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                    }
+                ],
+            },
+        },
+    ]
+    aggregator = container(
+        "aggregator",
+        ["aggregator"],
+        [
+            secret_env("FACET_AGGREGATOR_TRAINER_KEYS", "trainer-keys"),
+            {"name": "FACET_AGGREGATOR_CHECKPOINT_DIR", "value": "/var/lib/facet/aggregator"},
+            {"name": "FACET_AGGREGATOR_ARTIFACT_BASE_URL", "value": "http://aggregator/v1/artifacts"},
+        ],
+        "1",
+        "2Gi",
+        "2",
+        "4Gi",
+    )
     aggregator["volumeMounts"].append({"name": "state", "mountPath": "/var/lib/facet/aggregator"})
     files["aggregator.yaml"] = [
-        {"apiVersion": "apps/v1", "kind": "StatefulSet",
-         "metadata": {"name": "aggregator", "labels": labels("aggregator")},
-         "spec": {"serviceName": "aggregator-headless", "replicas": 1,  # one writer of the global model
-                  "selector": {"matchLabels": labels("aggregator")},
-                  "updateStrategy": {"type": "RollingUpdate"},
-                  "template": {"metadata": {"labels": labels("aggregator"),
-                                            "annotations": {"prometheus.io/scrape": "true",
-                                                            "prometheus.io/port": str(PORT)}},
-                               "spec": pod_spec([aggregator], grace_seconds=120)},
-                  "volumeClaimTemplates": [{"metadata": {"name": "state"},
-                                            "spec": {"accessModes": ["ReadWriteOnce"],
-                                                     "resources": {"requests": {"storage": "20Gi"}}}}]}},
-        service("aggregator", "aggregator"), service("aggregator-headless", "aggregator", headless=True),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "aggregator", "labels": labels("aggregator")},
+            "spec": {
+                "serviceName": "aggregator-headless",
+                "replicas": 1,  # one writer of the global model
+                "selector": {"matchLabels": labels("aggregator")},
+                "updateStrategy": {"type": "RollingUpdate"},
+                "template": {
+                    "metadata": {
+                        "labels": labels("aggregator"),
+                        "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT)},
+                    },
+                    "spec": pod_spec([aggregator], grace_seconds=120),
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "state"},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}},
+                    }
+                ],
+            },
+        },
+        service("aggregator", "aggregator"),
+        service("aggregator-headless", "aggregator", headless=True),
     ]
     trainers: list[dict[str, Any]] = []
     recommenders: list[dict[str, Any]] = []
     for region in REGIONS:
-        trainer = container("trainer", ["trainer", "--region", region],
-                            [secret_env("FACET_TRAINER_SIGNING_KEY", f"trainer-key-{region}")],
-                            "500m", "1Gi", "1", "2Gi")
-        trainers += [deployment(f"trainer-{region}", "trainer", 1, pod_spec([trainer], grace_seconds=120), region),
-                     trainer_autoscaler(region)]
+        trainer = container(
+            "trainer",
+            ["trainer", "--region", region],
+            [secret_env("FACET_TRAINER_SIGNING_KEY", f"trainer-key-{region}")],
+            "500m",
+            "1Gi",
+            "1",
+            "2Gi",
+        )
+        trainers += [
+            deployment(f"trainer-{region}", "trainer", 1, pod_spec([trainer], grace_seconds=120), region),
+            trainer_autoscaler(region),
+        ]
         recommender = container("recommender", ["recommender", "--region", region], [], "250m", "1Gi", "1", "2Gi")
-        recommenders += [deployment(f"recommender-{region}", "recommender", 2, pod_spec([recommender]), region),
-                         service(f"recommender-{region}", "recommender", region),
-                         pdb(f"recommender-{region}", "recommender", region)]
+        recommenders += [
+            deployment(f"recommender-{region}", "recommender", 2, pod_spec([recommender]), region),
+            service(f"recommender-{region}", "recommender", region),
+            pdb(f"recommender-{region}", "recommender", region),
+        ]
     files["trainers.yaml"] = trainers
     files["recommenders.yaml"] = recommenders
     files["networkpolicies.yaml"] = network_policies()
@@ -223,11 +377,16 @@ def main() -> None:
     BASE.mkdir(exist_ok=True)
     files = manifests()
     for name, documents in files.items():
-        (BASE / name).write_text("# Generated by deploy/kubernetes/generate.py; edit that, not this.\n"
-                                 + yaml.safe_dump_all(documents, sort_keys=False))
-    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                     "labels": [{"pairs": COMMON_LABELS, "includeSelectors": False}],
-                     "resources": sorted(files)}
+        (BASE / name).write_text(
+            "# Generated by deploy/kubernetes/generate.py; edit that, not this.\n"
+            + yaml.safe_dump_all(documents, sort_keys=False)
+        )
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "labels": [{"pairs": COMMON_LABELS, "includeSelectors": False}],
+        "resources": sorted(files),
+    }
     (BASE / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
 
 

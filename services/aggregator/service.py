@@ -86,8 +86,13 @@ class AggregatorService:
         self.producer = make_producer(kafka, kafka.federation_servers())
         self.dlq = DeadLetterPublisher(self.producer, topics.dead_letter, "aggregator")
         m.GLOBAL_VERSION.set(state.version)
-        log.info("aggregator_state", version=state.version, restored=restored is not None,
-                 offsets=self.safe_offsets, mode=settings.policy.mode)
+        log.info(
+            "aggregator_state",
+            version=state.version,
+            restored=restored is not None,
+            offsets=self.safe_offsets,
+            mode=settings.policy.mode,
+        )
 
     @property
     def artifact_dir(self) -> Path:
@@ -106,8 +111,11 @@ class AggregatorService:
 
         @app.get("/v1/status", tags=["models"], summary="Version and buffer state")
         async def status() -> dict[str, object]:
-            return {"version": self.aggregator.state.version, "buffer_fill": self.aggregator.buffer_fill,
-                    "mode": self.settings.policy.mode}
+            return {
+                "version": self.aggregator.state.version,
+                "buffer_fill": self.aggregator.buffer_fill,
+                "mode": self.settings.policy.mode,
+            }
 
         return app
 
@@ -145,15 +153,22 @@ class AggregatorService:
             update = wire.decode(record.value, ModelUpdate)
         except PoisonMessageError as error:
             m.UPDATES_REJECTED.labels(error.reason).inc()
-            await self.dlq.publish(error, value=record.value, key=record.key, source_topic=record.topic,
-                                   partition=record.partition, offset=record.offset)
+            await self.dlq.publish(
+                error,
+                value=record.value,
+                key=record.key,
+                source_topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+            )
             return
         # Decoding and the axpy run in a worker thread: the loop keeps heartbeating.
         outcome: Outcome = await asyncio.to_thread(self.aggregator.handle, update)
         m.AGGREGATION_SECONDS.observe(time.perf_counter() - started)
         m.BUFFER_FILL.set(self.aggregator.buffer_fill)
-        bound = log.bind(update_id=update.update_id, region=update.region, base_version=update.base_version,
-                         offset=record.offset)
+        bound = log.bind(
+            update_id=update.update_id, region=update.region, base_version=update.base_version, offset=record.offset
+        )
         if outcome.status == "rejected":
             m.UPDATES_REJECTED.labels(outcome.reason or "unknown").inc()
             bound.warning("update_rejected", reason=outcome.reason, detail=outcome.detail[:200])
@@ -180,8 +195,9 @@ class AggregatorService:
         else:
             offsets = dict(self.positions)
             self.safe_offsets = dict(offsets)
-        await asyncio.to_thread(checkpoint.save, self.settings.checkpoint_dir, state, offsets,
-                                self.settings.checkpoints_kept)
+        await asyncio.to_thread(
+            checkpoint.save, self.settings.checkpoint_dir, state, offsets, self.settings.checkpoints_kept
+        )
         m.CHECKPOINTS.inc()
         self.checkpointed_version = state.version
         if offsets:
@@ -198,24 +214,39 @@ class AggregatorService:
             return
         elapsed = time.monotonic() - self.last_broadcast
         behind = state.version - self.broadcast_version
-        if not force and elapsed < self.settings.broadcast_interval_s and behind < self.settings.broadcast_every_versions:
+        if (
+            not force
+            and elapsed < self.settings.broadcast_interval_s
+            and behind < self.settings.broadcast_every_versions
+        ):
             return
         parameters = {k: v.clone() for k, v in state.parameters.items()}
         blob = await asyncio.to_thread(to_bytes, parameters)
         contributors = tuple(state.pending_contributors[-10_000:])
         if len(blob) <= self.settings.inline_model_max_bytes:
-            message = GlobalModel(model_name=self.settings.model_name, version=state.version, parameters=blob,
-                                  contributing_updates=contributors)
+            message = GlobalModel(
+                model_name=self.settings.model_name,
+                version=state.version,
+                parameters=blob,
+                contributing_updates=contributors,
+            )
             transport = "inline"
         else:
             base = self.settings.artifact_base_url or f"http://127.0.0.1:{self.settings.http_port}/v1/artifacts"
-            pointer = await asyncio.to_thread(write_artifact, self.artifact_dir, self.settings.model_name,
-                                              state.version, blob, base)
-            message = GlobalModel(model_name=self.settings.model_name, version=state.version, artifact=pointer,
-                                  contributing_updates=contributors)
+            pointer = await asyncio.to_thread(
+                write_artifact, self.artifact_dir, self.settings.model_name, state.version, blob, base
+            )
+            message = GlobalModel(
+                model_name=self.settings.model_name,
+                version=state.version,
+                artifact=pointer,
+                contributing_updates=contributors,
+            )
             transport = "artifact"
         await self.producer.send_and_wait(
-            self.topics.models, wire.encode(message), key=self.settings.model_name.encode(),
+            self.topics.models,
+            wire.encode(message),
+            key=self.settings.model_name.encode(),
             headers=wire.schema_headers(GlobalModel),
         )
         state.pending_contributors.clear()
@@ -223,8 +254,13 @@ class AggregatorService:
         self.last_broadcast = time.monotonic()
         self.health.set("model_broadcast", True)
         m.BROADCASTS.labels(transport).inc()
-        log.info("global_model_broadcast", version=state.version, bytes=len(blob), transport=transport,
-                 contributors=len(contributors))
+        log.info(
+            "global_model_broadcast",
+            version=state.version,
+            bytes=len(blob),
+            transport=transport,
+            contributors=len(contributors),
+        )
 
 
 async def run_aggregator(settings: AggregatorSettings, kafka: KafkaSettings, topics: TopicSettings) -> None:

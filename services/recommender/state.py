@@ -25,8 +25,16 @@ class ServingModel:
 
 
 class RegionalState:
-    def __init__(self, config: ModelConfig, region: str, *, max_shoppers: int, max_purchases: int,
-                 max_items: int, trend_half_life: float) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        region: str,
+        *,
+        max_shoppers: int,
+        max_purchases: int,
+        max_items: int,
+        trend_half_life: float,
+    ) -> None:
         self.config = config
         self.region = region
         self.space = config.feature_space()
@@ -89,8 +97,9 @@ class RegionalState:
         serving = self.current()
         if serving is None or item >= serving.items:
             return
-        scores = score_histories(serving.model, catalogue_tensors(self.catalogue), [history], [self.region_bucket],
-                                 serving.item_vectors)[0]
+        scores = score_histories(
+            serving.model, catalogue_tensors(self.catalogue), [history], [self.region_bucket], serving.item_vectors
+        )[0]
         rank = int((scores > scores[item]).sum())
         gain = 1.0 / math.log2(rank + 2) if rank < 10 else 0.0
         # Exponential moving average over roughly the last 200 evaluations.
@@ -113,7 +122,9 @@ class RegionalState:
     def _with_vectors(self, model: SequenceRecommender, version: int) -> ServingModel:
         items = len(self.catalogue)
         with torch.no_grad():
-            vectors = model.item_vectors(*catalogue_tensors(self.catalogue)) if items else torch.zeros(0, self.config.dim)
+            vectors = (
+                model.item_vectors(*catalogue_tensors(self.catalogue)) if items else torch.zeros(0, self.config.dim)
+            )
         return ServingModel(version, model, vectors, items)
 
     def current(self) -> ServingModel | None:
@@ -123,17 +134,18 @@ class RegionalState:
         return serving
 
     # ---- ranking --------------------------------------------------------------------------------
-    def recommend(self, history: list[int], k: int, exclude: set[int], trend_weight: float) -> tuple[
-        ServingModel, list[tuple[str, float]], str
-    ]:
+    def recommend(
+        self, history: list[int], k: int, exclude: set[int], trend_weight: float
+    ) -> tuple[ServingModel, list[tuple[str, float]], str]:
         serving = self.current()
         if serving is None:
             raise LookupError("no model loaded yet")
         items = serving.items
         if items == 0:
             raise LookupError("the catalogue is still empty")
-        scores = score_histories(serving.model, catalogue_tensors(self.catalogue), [history], [self.region_bucket],
-                                 serving.item_vectors)[0]
+        scores = score_histories(
+            serving.model, catalogue_tensors(self.catalogue), [history], [self.region_bucket], serving.item_vectors
+        )[0]
         strategy = "sequence"
         if len(history) < 2 and trend_weight > 0:
             # Cold start: the model's regional prior blended with what is trending in the region now.

@@ -114,7 +114,9 @@ def _run_service(coroutine_factory: object) -> None:
 
 
 @app.command()
-def aggregator(port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port (probes, metrics, artifacts).")) -> None:
+def aggregator(
+    port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port (probes, metrics, artifacts)."),
+) -> None:
     """Run the aggregator: staleness-weighted async FedAvg over facet.updates.v1."""
     from facet_aggregator.service import run_aggregator
     from facet_aggregator.settings import AggregatorSettings

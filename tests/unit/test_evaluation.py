@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-
 from facet.contracts import BehaviourEvent
 from facet.evaluation.baselines import last_item_cooccurrence, popularity
 from facet.evaluation.metrics import hit_rate, ndcg, target_ranks

@@ -6,8 +6,8 @@ from collections import Counter
 from itertools import islice
 
 import pytest
-
 from facet.data.readers import read_jewelry, read_retail
+
 from tests.conftest import require_data_file
 
 pytestmark = pytest.mark.data

@@ -22,7 +22,11 @@ KEY = b"bench"
 
 def _model(parameters: int, dim: int = 64) -> dict[str, torch.Tensor]:
     rows = parameters // dim
-    return {"item_id.weight": torch.zeros(rows, dim), "head.weight": torch.zeros(dim, dim), "head.bias": torch.zeros(dim)}
+    return {
+        "item_id.weight": torch.zeros(rows, dim),
+        "head.weight": torch.zeros(dim, dim),
+        "head.bias": torch.zeros(dim),
+    }
 
 
 class _PeakRss:
@@ -45,8 +49,9 @@ class _PeakRss:
         self._thread.join()
 
 
-def bench_size(parameters: int, updates: int, buffer_size: int, codec: str, changed_rows: float = 0.05
-               ) -> dict[str, Any]:
+def bench_size(
+    parameters: int, updates: int, buffer_size: int, codec: str, changed_rows: float = 0.05
+) -> dict[str, Any]:
     torch.manual_seed(0)
     model = _model(parameters)
     spec = CodecSpec.parse(codec)
@@ -58,9 +63,16 @@ def bench_size(parameters: int, updates: int, buffer_size: int, codec: str, chan
         table = delta["item_id.weight"]
         untouched = torch.rand(table.shape[0], generator=generator) >= changed_rows
         table[untouched] = 0.0
-        update = ModelUpdate(update_id=f"u{index}", trainer_id="t", region="eu", base_version=0, num_samples=100,
-                             metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1), codec=codec,
-                             payload=encode_delta(delta, spec, seed=index))
+        update = ModelUpdate(
+            update_id=f"u{index}",
+            trainer_id="t",
+            region="eu",
+            base_version=0,
+            num_samples=100,
+            metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1),
+            codec=codec,
+            payload=encode_delta(delta, spec, seed=index),
+        )
         messages.append(update.model_copy(update={"signature": sign(update, KEY)}))
     decoded = [decode_delta(m.payload) for m in messages]
     model_bytes = sum(t.numel() * 4 for t in model.values())
@@ -74,8 +86,13 @@ def bench_size(parameters: int, updates: int, buffer_size: int, codec: str, chan
     axpy_seconds = time.perf_counter() - started
     del decoded, target
 
-    policy = AggregationPolicy(mode="fedbuff", buffer_size=buffer_size, staleness=PolynomialStaleness(),
-                               max_staleness=10**6, max_update_norm=1e9)
+    policy = AggregationPolicy(
+        mode="fedbuff",
+        buffer_size=buffer_size,
+        staleness=PolynomialStaleness(),
+        max_staleness=10**6,
+        max_update_norm=1e9,
+    )
     aggregator = Aggregator(AggregatorState(parameters={k: v.clone() for k, v in model.items()}), policy, {"t": KEY})
     baseline_rss = psutil.Process().memory_info().rss
     with _PeakRss() as rss:
@@ -102,8 +119,7 @@ def bench_size(parameters: int, updates: int, buffer_size: int, codec: str, chan
     }
 
 
-def run_aggregator_benchmark(updates: int = 60, buffer_size: int = 4, codec: str = "rows+int8+zstd"
-                             ) -> dict[str, Any]:
+def run_aggregator_benchmark(updates: int = 60, buffer_size: int = 4, codec: str = "rows+int8+zstd") -> dict[str, Any]:
     torch.set_num_threads(1)
     small = bench_size(1_000_000, updates, buffer_size, codec)
     large = bench_size(10_000_000, max(12, updates // 5), buffer_size, codec)

@@ -33,9 +33,12 @@ class _Service:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.port = free_loopback_port()
         self.log = log.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "facet.cli", *args, "--port", str(self.port)],
-                                        env={**os.environ, **env, "FACET_LOG_LEVEL": "WARNING"},
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "facet.cli", *args, "--port", str(self.port)],
+            env={**os.environ, **env, "FACET_LOG_LEVEL": "WARNING"},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -62,10 +65,27 @@ class _Service:
         self.log.close()
 
 
-def _load(urls: list[str], *, method: str = "GET", bodies: list[str] | None = None, headers: list[str] = (),
-          concurrency: int = 16, duration: float = 8.0, max_requests: int | None = None) -> dict[str, Any]:
-    command = [sys.executable, "-m", "facet.bench.load", "--method", method, "--concurrency", str(concurrency),
-               "--duration", str(duration)]
+def _load(
+    urls: list[str],
+    *,
+    method: str = "GET",
+    bodies: list[str] | None = None,
+    headers: list[str] = (),
+    concurrency: int = 16,
+    duration: float = 8.0,
+    max_requests: int | None = None,
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        "-m",
+        "facet.bench.load",
+        "--method",
+        method,
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        str(duration),
+    ]
     for url in urls:
         command += ["--url", url]
     for header in headers:
@@ -82,11 +102,15 @@ def _load(urls: list[str], *, method: str = "GET", bodies: list[str] | None = No
 
 
 def _env(kafka: KafkaSettings, topics: TopicSettings) -> dict[str, str]:
-    return {"KAFKA_BOOTSTRAP_SERVERS": kafka.events_servers(),
-            "FACET_KAFKA_ENABLE_IDEMPOTENCE": str(kafka.enable_idempotence).lower(),
-            "FACET_TOPICS_EVENTS_PATTERN": topics.events_pattern, "FACET_TOPICS_MODELS": topics.models,
-            "FACET_TOPICS_UPDATES": topics.updates, "FACET_TOPICS_DEAD_LETTER": topics.dead_letter,
-            "FACET_LOG_JSON": "true"}
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.events_servers(),
+        "FACET_KAFKA_ENABLE_IDEMPOTENCE": str(kafka.enable_idempotence).lower(),
+        "FACET_TOPICS_EVENTS_PATTERN": topics.events_pattern,
+        "FACET_TOPICS_MODELS": topics.models,
+        "FACET_TOPICS_UPDATES": topics.updates,
+        "FACET_TOPICS_DEAD_LETTER": topics.dead_letter,
+        "FACET_LOG_JSON": "true",
+    }
 
 
 def _raw_producer_rate(kafka: KafkaSettings, topics: TopicSettings, batches: list[list[dict[str, Any]]]) -> float:
@@ -115,31 +139,48 @@ asyncio.run(main())
 """
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(batches, handle)
-    output = subprocess.run([sys.executable, "-c", script, kafka.model_dump_json(), topics.model_dump_json(),
-                             handle.name], check=True, capture_output=True, text=True, timeout=600).stdout
+    output = subprocess.run(
+        [sys.executable, "-c", script, kafka.model_dump_json(), topics.model_dump_json(), handle.name],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
     os.unlink(handle.name)
     return float(output.strip().splitlines()[-1])
 
 
-def run_ingest_benchmark(broker: BrokerHandle, work_dir: Path, batches: int = 120, batch_size: int = 500,
-                         concurrency: int = 4) -> dict[str, Any]:
+def run_ingest_benchmark(
+    broker: BrokerHandle, work_dir: Path, batches: int = 120, batch_size: int = 500, concurrency: int = 4
+) -> dict[str, Any]:
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=broker.supports_idempotence)
     topics = TopicSettings()
     asyncio.run(create_all_topics(kafka, topics, ["us", "eu", "uk", "in", "jp", "ae", "br"]))
-    events = [e.model_dump(mode="json") for e in JewelryWorkload(WorkloadConfig(sessions=batches * batch_size // 4,
-                                                                                seed=11)).events()]
+    events = [
+        e.model_dump(mode="json")
+        for e in JewelryWorkload(WorkloadConfig(sessions=batches * batch_size // 4, seed=11)).events()
+    ]
     events = events[: batches * batch_size]
     chunks = [events[i : i + batch_size] for i in range(0, len(events), batch_size)]
     raw_rate = _raw_producer_rate(kafka, topics, chunks)
-    env = {**_env(kafka, topics), "FACET_INGEST_API_KEY_HASHES":
-           json.dumps({"bench": hashlib.sha256(API_KEY.encode()).hexdigest()}), "FACET_INGEST_MAX_BODY_BYTES": "8000000"}
+    env = {
+        **_env(kafka, topics),
+        "FACET_INGEST_API_KEY_HASHES": json.dumps({"bench": hashlib.sha256(API_KEY.encode()).hexdigest()}),
+        "FACET_INGEST_MAX_BODY_BYTES": "8000000",
+    }
     service = _Service(["ingest"], env, work_dir / "ingest.log")
     try:
         service.wait("/readyz")
         bodies = [json.dumps({"events": chunk}) for chunk in chunks]
-        load = _load([service.url("/v1/events")], method="POST", bodies=bodies,
-                     headers=[f"X-API-Key:{API_KEY}", "Content-Type:application/json"], concurrency=concurrency,
-                     duration=600, max_requests=len(bodies))
+        load = _load(
+            [service.url("/v1/events")],
+            method="POST",
+            bodies=bodies,
+            headers=[f"X-API-Key:{API_KEY}", "Content-Type:application/json"],
+            concurrency=concurrency,
+            duration=600,
+            max_requests=len(bodies),
+        )
     finally:
         service.stop()
     ingest_rate = load["ok"] * batch_size / load["seconds"]
@@ -151,8 +192,9 @@ def run_ingest_benchmark(broker: BrokerHandle, work_dir: Path, batches: int = 12
     }
 
 
-def run_recommend_benchmark(broker: BrokerHandle, work_dir: Path, duration: float = 8.0, concurrency: int = 16
-                            ) -> dict[str, Any]:
+def run_recommend_benchmark(
+    broker: BrokerHandle, work_dir: Path, duration: float = 8.0, concurrency: int = 16
+) -> dict[str, Any]:
     from facet.model.network import ModelConfig
     from facet.model.training import new_model
     from facet.service.models import to_bytes
@@ -168,13 +210,17 @@ def run_recommend_benchmark(broker: BrokerHandle, work_dir: Path, duration: floa
         await producer.start()
         for event in events:
             await producer.send(topics.events_topic("us"), wire.encode(event), key=event.shopper_id.encode())
-        model = GlobalModel(model_name="facet-recommender", version=1, parameters=to_bytes(new_model(config).state_dict()))
+        model = GlobalModel(
+            model_name="facet-recommender", version=1, parameters=to_bytes(new_model(config).state_dict())
+        )
         await producer.send_and_wait(topics.models, wire.encode(model), key=b"facet-recommender")
         await producer.stop()
 
     asyncio.run(publish())
-    env = {**_env(kafka, topics), **{f"FACET_RECOMMENDER_MODEL__{k.upper()}": str(v)
-                                     for k, v in config.model_dump().items()}}
+    env = {
+        **_env(kafka, topics),
+        **{f"FACET_RECOMMENDER_MODEL__{k.upper()}": str(v) for k, v in config.model_dump().items()},
+    }
     service = _Service(["recommender", "--region", "us"], env, work_dir / "recommender.log")
     try:
         service.wait("/readyz")
@@ -188,6 +234,9 @@ def run_recommend_benchmark(broker: BrokerHandle, work_dir: Path, duration: floa
         service.stop()
     return {
         "summary": {"throughput_ratio_vs_healthz": recommend["rps"] / health["rps"], "p99_ms": recommend["p99_ms"]},
-        "recommend": recommend, "healthz": health, "sample_response": catalogue,
-        "catalogue_events": len(events), "concurrency": concurrency,
+        "recommend": recommend,
+        "healthz": health,
+        "sample_response": catalogue,
+        "catalogue_events": len(events),
+        "concurrency": concurrency,
     }

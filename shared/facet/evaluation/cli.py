@@ -19,7 +19,7 @@ from facet.model.network import ModelConfig
 DATASET_MODELS: dict[DatasetName, ModelConfig] = {
     DatasetName.SYNTHETIC: ModelConfig(id_buckets=8_192, max_history=20),
     DatasetName.JEWELRY: ModelConfig(id_buckets=32_768, max_history=20),
-    DatasetName.RETAIL: ModelConfig(id_buckets=16_384, max_history=50),
+    DatasetName.RETAIL: ModelConfig(id_buckets=16_384, max_history=20),
 }
 
 

@@ -26,7 +26,9 @@ def from_bytes(data: bytes) -> dict[str, torch.Tensor]:
         raise PoisonMessageError("bad_model", f"not a safetensors blob: {exc}") from exc
 
 
-def write_artifact(directory: Path, model_name: str, version: int, data: bytes, base_uri: str | None) -> ArtifactPointer:
+def write_artifact(
+    directory: Path, model_name: str, version: int, data: bytes, base_uri: str | None
+) -> ArtifactPointer:
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{model_name}-v{version}.safetensors"
     temporary = directory / (name + ".tmp")

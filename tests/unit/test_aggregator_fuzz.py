@@ -1,0 +1,71 @@
+"""Hostile updates never crash the aggregator, and a rejected update never changes the model."""
+
+from __future__ import annotations
+
+import msgpack
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from facet.compression.codecs import CodecSpec, encode_delta
+from facet.contracts import ModelUpdate, TrainingMetrics
+from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
+from facet.federation.signing import sign
+
+KEY = b"k" * 16
+SHAPES = {"w": (6, 4), "b": (4,)}
+
+
+def _aggregator() -> Aggregator:
+    parameters = {name: torch.ones(shape) for name, shape in SHAPES.items()}
+    policy = AggregationPolicy(mode="fedasync", max_staleness=5, max_update_norm=100.0, on_large_norm="reject")
+    return Aggregator(AggregatorState(parameters=parameters), policy, {"t": KEY})
+
+
+def _update(payload: bytes, *, signed: bool = True, base: int = 0, trainer: str = "t", uid: str = "u1") -> ModelUpdate:
+    update = ModelUpdate(update_id=uid, trainer_id=trainer, region="eu", base_version=base, num_samples=10,
+                         metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1), codec="fp32",
+                         payload=payload)
+    return update.model_copy(update={"signature": sign(update, KEY)}) if signed else update
+
+
+def _payload(delta: dict[str, torch.Tensor]) -> bytes:
+    return encode_delta(delta, CodecSpec.parse("fp32"))
+
+
+HOSTILE = st.one_of(
+    st.binary(max_size=200).map(lambda b: ("garbage", b)),
+    st.just(("huge_shape", msgpack.packb({"tensors": {"w": {"k": "dense", "shape": [2**31, 2**31],
+                                                             "values": {"q": "fp32", "data": b""}}}}))),
+    st.just(("nan", _payload({"w": torch.full((6, 4), float("nan")), "b": torch.zeros(4)}))),
+    st.just(("inf", _payload({"w": torch.zeros(6, 4), "b": torch.tensor([0, float("inf"), 0, 0])}))),
+    st.just(("wrong_shape", _payload({"w": torch.zeros(4, 6), "b": torch.zeros(4)}))),
+    st.just(("missing", _payload({"w": torch.zeros(6, 4)}))),
+    st.just(("huge_norm", _payload({"w": torch.full((6, 4), 1e6), "b": torch.zeros(4)}))),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(hostile=HOSTILE, signed=st.booleans(), base=st.integers(0, 50), trainer=st.sampled_from(["t", "intruder"]))
+def test_hostile_updates_are_rejected_without_touching_the_model(
+    hostile: tuple[str, bytes], signed: bool, base: int, trainer: str
+) -> None:
+    aggregator = _aggregator()
+    before = {name: t.clone() for name, t in aggregator.state.parameters.items()}
+    outcome = aggregator.handle(_update(hostile[1], signed=signed, base=base, trainer=trainer))
+    assert outcome.status == "rejected" and outcome.reason
+    for name, tensor in aggregator.state.parameters.items():
+        assert torch.equal(tensor, before[name])
+    assert aggregator.state.version == 0
+
+
+def test_replays_and_forgeries_are_rejected_after_a_good_update() -> None:
+    aggregator = _aggregator()
+    good = _update(_payload({"w": torch.full((6, 4), 0.1), "b": torch.zeros(4)}))
+    assert aggregator.handle(good).status == "applied"
+    snapshot = {name: t.clone() for name, t in aggregator.state.parameters.items()}
+    forged = good.model_copy(update={"update_id": "u2", "signature": "f" * 64})
+    assert aggregator.handle(good).reason == "duplicate"
+    assert aggregator.handle(forged).reason == "bad_signature"
+    assert aggregator.handle(_update(good.payload, base=7, uid="u3")).reason == "future_version"
+    assert all(torch.equal(aggregator.state.parameters[n], snapshot[n]) for n in snapshot)
