@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import msgpack
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from facet.compression.codecs import CodecSpec, encode_delta
 from facet.contracts import ModelUpdate, TrainingMetrics
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
 from facet.federation.signing import sign
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 KEY = b"k" * 16
 SHAPES = {"w": (6, 4), "b": (4,)}

@@ -32,6 +32,7 @@ def federation(
     buffer_size: int = typer.Option(3, min=1, help="FedBuff: updates per server step."),
     alpha: float = typer.Option(0.6, help="FedAsync mixing weight."),
     server_lr: float = typer.Option(1.0, help="FedBuff server learning rate."),
+    decay_versions: float = typer.Option(100.0, help="Server step decay 1/sqrt(1+v/this); 0 turns it off."),
     seed: int = typer.Option(0),
 ) -> None:
     """Time to 95% of centralized NDCG@10: synchronous FedAvg against asynchronous FedAsync/FedBuff."""
@@ -47,7 +48,8 @@ def federation(
     setup = build_setup(split, config, {slow_region: slowdown}, seed=seed, local_steps=local_steps, codec=codec,
                         lr=lr)
     result = run_federation_benchmark(setup, central_epochs=central_epochs, sync_rounds=sync_rounds,
-                                      buffer_size=buffer_size, alpha=alpha, server_lr=server_lr)
+                                      buffer_size=buffer_size, alpha=alpha, server_lr=server_lr,
+                                      decay_versions=decay_versions or None)
     payload = write_result(json_path, result.pop("summary"), dataset=name.value, **result)
     _report(json_path, payload)
 

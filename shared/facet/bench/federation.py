@@ -125,10 +125,11 @@ def _aggregator(setup: FederationSetup, policy: AggregationPolicy) -> Aggregator
 
 
 def run_sync_fedavg(setup: FederationSetup, time_budget: float, eval_every: float,
-                    tick: Callable[[], None] = lambda: None) -> Trace:
+                    tick: Callable[[], None] = lambda: None, decay_versions: float | None = None) -> Trace:
     """The seed's algorithm: every round waits for every region, then one sample-weighted average."""
     policy = AggregationPolicy(mode="fedbuff", buffer_size=len(setup.regions), server_lr=1.0,
-                               staleness=ConstantStaleness(), max_staleness=0, max_update_norm=1e6)
+                               staleness=ConstantStaleness(), max_staleness=0, max_update_norm=1e6,
+                               server_lr_decay_versions=decay_versions)
     aggregator = _aggregator(setup, policy)
     regions = [_Region(name, setup, i) for i, name in enumerate(setup.regions)]
     trace = Trace("sync_fedavg")
@@ -191,7 +192,7 @@ def run_async(setup: FederationSetup, policy: AggregationPolicy, name: str, time
 def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, sync_rounds: int,
                              eval_every_rounds: float = 1.0, include: Sequence[str] = ("fedasync", "fedbuff"),
                              buffer_size: int = 3, alpha: float = 0.6, server_lr: float = 1.0,
-                             ) -> dict[str, Any]:
+                             decay_versions: float | None = None) -> dict[str, Any]:
     regions = setup.regions
     sync_round_time = setup.local_steps * max(setup.slowdown.get(r, 1.0) for r in regions)
     budget = sync_rounds * sync_round_time
@@ -210,13 +211,15 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
             model, _ = train_on(setup.split, shoppers, setup.config, central_epochs, setup.seed)
             local[region] = evaluate(model, setup)["regions"].get(region, {})
         progress.update(task, description="synchronous FedAvg")
-        traces["sync_fedavg"] = run_sync_fedavg(setup, budget, eval_every, lambda: progress.advance(task))
+        traces["sync_fedavg"] = run_sync_fedavg(setup, budget, eval_every, lambda: progress.advance(task),
+                                                decay_versions)
         policies = {
             "fedasync": AggregationPolicy(mode="fedasync", alpha=alpha, staleness=PolynomialStaleness(exponent=0.5),
-                                          max_staleness=1000, max_update_norm=1e6),
+                                          max_staleness=1000, max_update_norm=1e6,
+                                          server_lr_decay_versions=decay_versions),
             "fedbuff": AggregationPolicy(mode="fedbuff", buffer_size=buffer_size, server_lr=server_lr,
                                          staleness=PolynomialStaleness(exponent=0.5), max_staleness=1000,
-                                         max_update_norm=1e6),
+                                         max_update_norm=1e6, server_lr_decay_versions=decay_versions),
         }
         for name in include:
             progress.update(task, description=f"asynchronous {name}")
@@ -266,6 +269,7 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
             "time_unit": "one local training step of a full-speed region",
             "slowdown": setup.slowdown, "local_steps": setup.local_steps, "batch_size": setup.batch_size,
             "time_budget": budget, "sync_round_time": sync_round_time, "codec": setup.codec,
+            "server_lr_decay_versions": decay_versions, "lr": setup.lr,
             "regions": {r: len(w) for r, w in setup.windows.items()}, "test_cases": len(setup.tests),
         },
     }

@@ -25,6 +25,9 @@ class AggregationPolicy(BaseModel):
     #: FedBuff: updates per server step.
     buffer_size: int = Field(default=4, ge=1, le=10_000)
     server_lr: float = Field(default=1.0, gt=0, le=10)
+    #: Server step size decays as 1/sqrt(1 + version / decay): late updates refine instead of drifting
+    #: (FedOpt-style server schedules). None keeps the step size constant.
+    server_lr_decay_versions: float | None = Field(default=None, gt=0)
     #: FedAsync: mixing weight of one fresh update.
     alpha: float = Field(default=0.6, gt=0, le=1)
     staleness: StalenessConfig = Field(default_factory=PolynomialStaleness)
@@ -80,7 +83,8 @@ class Aggregator:
         except UpdateRejected as rejected:
             return Outcome("rejected", rejected.reason, rejected.detail)
         if self.policy.mode == "fedasync":
-            fedasync_step(self.state.parameters, weighted, self.policy.staleness, self.policy.alpha)
+            fedasync_step(self.state.parameters, weighted, self.policy.staleness,
+                          self.policy.alpha * self._schedule())
             return Outcome("applied", staleness=weighted.staleness, new_version=self._advance([update]))
         self._buffer.append((update, weighted))
         self._buffered_ids.add(update.update_id)
@@ -93,10 +97,15 @@ class Aggregator:
         if not self._buffer:
             return None
         updates, deltas = zip(*self._buffer, strict=True)
-        fedbuff_step(self.state.parameters, list(deltas), self.policy.staleness, self.policy.server_lr)
+        fedbuff_step(self.state.parameters, list(deltas), self.policy.staleness,
+                     self.policy.server_lr * self._schedule())
         self._buffer.clear()
         self._buffered_ids.clear()
         return self._advance(list(updates))
+
+    def _schedule(self) -> float:
+        decay = self.policy.server_lr_decay_versions
+        return 1.0 if decay is None else (1.0 + self.state.version / decay) ** -0.5
 
     def _advance(self, updates: list[ModelUpdate]) -> int:
         self.state.version += 1
