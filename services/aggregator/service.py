@@ -79,6 +79,8 @@ class AggregatorService:
         self.positions: dict[int, int] = dict(self.safe_offsets)
         self.checkpointed_version = state.version if restored else -1
         self.broadcast_version = -1
+        self._committed: dict[int, int] = dict(self.safe_offsets)
+        self.last_checkpoint = time.monotonic()
         self.last_broadcast = 0.0
         self.consumer: AIOKafkaConsumer = make_consumer(
             kafka, kafka.federation_servers(), group_id=settings.group_id, max_poll_records=settings.max_poll_records
@@ -183,8 +185,13 @@ class AggregatorService:
     async def _maybe_checkpoint_and_broadcast(self, final: bool = False) -> None:
         state = self.aggregator.state
         due = state.version - self.checkpointed_version >= self.settings.checkpoint_every_versions
-        moved = self.safe_offsets != getattr(self, "_committed", None)
-        if (final or due or moved) and (state.version != self.checkpointed_version or moved):
+        # Offsets that moved without a new version (rejected updates, a partial FedBuff buffer) are
+        # committed too, but at most every checkpoint_interval_s: a checkpoint writes the whole model.
+        moved = self.safe_offsets != self._committed and (
+            time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_interval_s
+        )
+        changed = state.version != self.checkpointed_version or self.safe_offsets != self._committed
+        if (final and changed) or due or moved:
             await self._checkpoint()
         await self._broadcast(force=final)
 
@@ -207,6 +214,7 @@ class AggregatorService:
                 {TopicPartition(self.topics.updates, p): OffsetAndMetadata(o, "") for p, o in offsets.items()}
             )
         self._committed = dict(offsets)
+        self.last_checkpoint = time.monotonic()
 
     async def _broadcast(self, force: bool = False) -> None:
         state = self.aggregator.state

@@ -24,6 +24,8 @@ class AggregatorSettings(BaseSettings):
     checkpoint_dir: Path = Path("state/aggregator")
     checkpoint_every_versions: int = Field(default=5, ge=1)
     checkpoints_kept: int = Field(default=3, ge=1)
+    #: Commit progress that made no new version (rejections, a partly filled buffer) at most this often.
+    checkpoint_interval_s: float = Field(default=5.0, ge=0)
     #: Broadcast throttle: a new global model at most this often, and at least every N versions.
     broadcast_interval_s: float = Field(default=2.0, ge=0)
     broadcast_every_versions: int = Field(default=10, ge=1)
