@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
 from facet.bench.federation import build_setup, run_async, run_sync_fedavg
 from facet.evaluation.split import leave_last_out
 from facet.federation.server import AggregationPolicy
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
+
 from tests.helpers import TINY_MODEL
 
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from facet.federation.aggregation import global_norm
 from facet.federation.privacy import PrivacyLedger, PrivacySettings, privatize
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
@@ -28,8 +27,8 @@ def test_the_accountant_reports_growing_epsilon() -> None:
 
 
 def test_server_step_decay_shrinks_late_steps_only_when_asked() -> None:
-    from facet.contracts import ModelUpdate, TrainingMetrics
     from facet.compression.codecs import CodecSpec, encode_delta
+    from facet.contracts import ModelUpdate, TrainingMetrics
 
     def run(decay: float | None) -> float:
         aggregator = Aggregator(AggregatorState(parameters={"w": torch.zeros(3)}),
