@@ -49,7 +49,7 @@ def initial_state(settings: AggregatorSettings) -> AggregatorState:
     return AggregatorState(parameters=parameters)
 
 
-class _SeekToCheckpoint(ConsumerRebalanceListener):  # type: ignore[misc]
+class _SeekToCheckpoint(ConsumerRebalanceListener):
     def __init__(self, service: AggregatorService) -> None:
         self.service = service
 

@@ -41,7 +41,7 @@ from fastapi import FastAPI
 log = get_logger(__name__)
 
 
-class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+class _DrainOnRevoke(ConsumerRebalanceListener):
     def __init__(self, service: TrainerService) -> None:
         self.service = service
 

@@ -168,15 +168,15 @@ def decode_tensor(encoded: Mapping[str, Any], *, keep_sparse_rows: bool = False)
     if any(d < 0 for d in shape) or size > _MAX_ELEMENTS:
         raise PoisonMessageError("bad_codec", f"declared shape {shape} is out of bounds")
     if kind == "dense":
-        rows = shape[0] if len(shape) >= 2 else 1
-        return _dequantize(values, rows, size // max(rows, 1)).reshape(shape)
+        leading = shape[0] if len(shape) >= 2 else 1
+        return _dequantize(values, leading, size // max(leading, 1)).reshape(shape)
     if kind == "rows" and len(shape) == 2:
-        rows = _frombuffer(encoded.get("rows"), "<i4", len(encoded.get("rows", b"")) // 4)
-        if rows.size and (rows.min() < 0 or rows.max() >= shape[0]):
+        changed = _frombuffer(encoded.get("rows"), "<i4", len(encoded.get("rows", b"")) // 4)
+        if changed.size and (changed.min() < 0 or changed.max() >= shape[0]):
             raise PoisonMessageError("bad_codec", "row index out of range")
-        if rows.size > 1 and not bool(np.all(np.diff(rows) > 0)):
+        if changed.size > 1 and not bool(np.all(np.diff(changed) > 0)):
             raise PoisonMessageError("bad_codec", "row indices must be sorted and unique")
-        sparse = SparseRows((shape[0], shape[1]), rows, _dequantize(values, rows.size, shape[1]))
+        sparse = SparseRows((shape[0], shape[1]), changed, _dequantize(values, changed.size, shape[1]))
         return sparse if keep_sparse_rows else sparse.dense()
     if kind == "topk":
         index = _frombuffer(encoded.get("idx"), "<i4", len(encoded.get("idx", b"")) // 4)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -178,12 +178,12 @@ class EmbeddedTansu:
         if self._log_path is not None:
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = open(self._log_path, "ab")  # noqa: SIM115 - closed in stop()
-            sink: object = self._log_file
+            sink: IO[bytes] | int = self._log_file
         else:
             sink = subprocess.DEVNULL
         self._process = subprocess.Popen(
             command,
-            stdout=sink,  # type: ignore[arg-type]
+            stdout=sink,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,

@@ -33,7 +33,9 @@ async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None
     """Run uvicorn until ``stop`` is set; signals stay with the service (it drains Kafka first)."""
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # uvicorn would take SIGTERM for itself and stop serving probes first; the service owns the signals
+    # and stops HTTP last, after Kafka work is drained.
+    setattr(server, "capture_signals", contextlib.nullcontext)  # noqa: B010
     task = asyncio.create_task(server.serve())
     await stop.wait()
     server.should_exit = True
