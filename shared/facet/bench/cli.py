@@ -24,7 +24,7 @@ def federation(
     sessions: int = typer.Option(12_000, help="Synthetic sessions."),
     slow_region: str = typer.Option("eu", help="The region that runs 4x slower than the rest."),
     slowdown: float = typer.Option(4.0, min=1.0),
-    sync_rounds: int = typer.Option(30, min=2, help="Synchronous rounds; the time budget for every algorithm."),
+    sync_rounds: int = typer.Option(40, min=2, help="Synchronous rounds; the time budget for every algorithm."),
     local_steps: int = typer.Option(8, min=1),
     central_epochs: int = typer.Option(4, min=1),
     codec: str = typer.Option("rows+int8+zstd"),
