@@ -17,13 +17,20 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> dict[str, Path]:
     paths = {"json": out_dir / "report.json", "ndcg": out_dir / "ndcg10_over_time.png",
              "bytes": out_dir / "bytes_sent.png"}
     timeline = report.get("timeline", [])
+    # One point per evaluation (the timeline repeats the last evaluation between them).
+    evaluations = [p for i, p in enumerate(timeline) if p.get("regions") and (
+        i == 0 or p.get("model_version_evaluated") != timeline[i - 1].get("model_version_evaluated")
+        or p.get("regions") != timeline[i - 1].get("regions"))]
     figure, axis = plt.subplots(figsize=(9, 5))
-    regions = sorted({r for point in timeline for r in point.get("regions", {})})
+    regions = sorted({r for point in evaluations for r in point.get("regions", {})})
     for region in regions:
-        xs = [p["t"] for p in timeline if region in p.get("regions", {})]
-        ys = [p["regions"][region]["ndcg10"] for p in timeline if region in p.get("regions", {})]
+        xs = [p["t"] for p in evaluations if region in p.get("regions", {})]
+        ys = [p["regions"][region]["ndcg10"] for p in evaluations if region in p.get("regions", {})]
         axis.plot(xs, ys, marker=".", label=region)
-    popularity = [(p["t"], p["popularity_ndcg10"]) for p in timeline if p.get("popularity_ndcg10") is not None]
+    overall = [(p["t"], p["ndcg10"]) for p in evaluations if p.get("ndcg10") is not None]
+    if overall:
+        axis.plot(*zip(*overall, strict=True), "k-", linewidth=2.5, label="all regions")
+    popularity = [(p["t"], p["popularity_ndcg10"]) for p in evaluations if p.get("popularity_ndcg10") is not None]
     if popularity:
         axis.plot(*zip(*popularity, strict=True), "k--", label="popularity (all regions)")
     axis.set_xlabel("seconds since start")
