@@ -80,7 +80,7 @@ def compression(
 @bench_app.command("aggregator")
 def aggregator(
     json_path: Path = typer.Option(Path("reports/bench-aggregator.json"), "--json"),
-    updates: int = typer.Option(60, min=4),
+    updates: int = typer.Option(200, min=8),
     buffer_size: int = typer.Option(4, min=1),
     codec: str = typer.Option("rows+int8+zstd", help="The codec trainers send (rows: realistic sparse updates)."),
 ) -> None:

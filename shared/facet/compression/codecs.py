@@ -172,10 +172,10 @@ def decode_tensor(encoded: Mapping[str, Any], *, keep_sparse_rows: bool = False)
         return _dequantize(values, leading, size // max(leading, 1)).reshape(shape)
     if kind == "rows" and len(shape) == 2:
         changed = _frombuffer(encoded.get("rows"), "<i4", len(encoded.get("rows", b"")) // 4)
-        if changed.size and (changed.min() < 0 or changed.max() >= shape[0]):
-            raise PoisonMessageError("bad_codec", "row index out of range")
-        if changed.size > 1 and not bool(np.all(np.diff(changed) > 0)):
+        if changed.size > 1 and not bool((changed[1:] > changed[:-1]).all()):
             raise PoisonMessageError("bad_codec", "row indices must be sorted and unique")
+        if changed.size and (changed[0] < 0 or changed[-1] >= shape[0]):  # sorted: first and last bound all
+            raise PoisonMessageError("bad_codec", "row index out of range")
         sparse = SparseRows((shape[0], shape[1]), changed, _dequantize(values, changed.size, shape[1]))
         return sparse if keep_sparse_rows else sparse.dense()
     if kind == "topk":

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import math
+
 import torch
 
 from facet.federation.staleness import StalenessWeight
@@ -75,6 +77,8 @@ def fedasync_step(
 
 def global_norm(tensors: Tensors) -> float:
     """L2 norm over every tensor, one streaming pass each (no temporaries the size of the model)."""
-    norms = [torch.linalg.vector_norm(t.coalesce().values() if t.is_sparse else t, dtype=torch.float32)
-             for t in tensors.values()]
-    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+    squares = 0.0
+    for tensor in tensors.values():
+        values = tensor._values() if tensor.is_sparse else tensor  # decoded sparse rows are coalesced
+        squares += float(torch.linalg.vector_norm(values, dtype=torch.float32)) ** 2
+    return math.sqrt(squares)
