@@ -13,10 +13,9 @@ contribution, never re-normalises it away: a buffer of very stale updates moves 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-import math
 
 import torch
 
