@@ -33,6 +33,7 @@ def federation(
     alpha: float = typer.Option(0.6, help="FedAsync mixing weight."),
     server_lr: float = typer.Option(1.0, help="FedBuff server learning rate."),
     decay_versions: float = typer.Option(100.0, help="Server step decay 1/sqrt(1+v/this); 0 turns it off."),
+    steps_by_data: bool = typer.Option(False, help="Local steps per round in proportion to each region's data."),
     seed: int = typer.Option(0),
 ) -> None:
     """Time to 95% of centralized NDCG@10: synchronous FedAvg against asynchronous FedAsync/FedBuff."""
@@ -46,7 +47,7 @@ def federation(
     config = DATASET_MODELS[name]
     split = leave_last_out(load_events(name, sessions=sessions, seed=seed + 7), config.feature_space())
     setup = build_setup(split, config, {slow_region: slowdown}, seed=seed, local_steps=local_steps, codec=codec,
-                        lr=lr)
+                        lr=lr, steps_by_data=steps_by_data)
     result = run_federation_benchmark(setup, central_epochs=central_epochs, sync_rounds=sync_rounds,
                                       buffer_size=buffer_size, alpha=alpha, server_lr=server_lr,
                                       decay_versions=decay_versions or None)

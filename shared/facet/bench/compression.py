@@ -19,7 +19,7 @@ MAX_RELATIVE_LOSS = 0.01
 def run_compression_benchmark(setup: FederationSetup, rounds: int, codecs: Sequence[str] = CODECS) -> dict[str, Any]:
     policy = AggregationPolicy(mode="fedbuff", buffer_size=3, server_lr=1.0,
                                staleness=PolynomialStaleness(exponent=0.5), max_staleness=1000, max_update_norm=1e6)
-    budget = rounds * setup.local_steps * max(setup.slowdown.get(r, 1.0) for r in setup.regions)
+    budget = rounds * max(setup.steps_for(r) * setup.slowdown.get(r, 1.0) for r in setup.regions)
     results: dict[str, dict[str, Any]] = {}
     for codec in codecs:
         trace = run_async(replace(setup, codec=codec), policy, codec, budget, eval_every=budget * 10)

@@ -46,6 +46,15 @@ class FederationSetup:
     lr: float = 5e-3
     codec: str = "rows+int8+zstd"
     seed: int = 0
+    #: Local steps per round in proportion to each region's data (mean region: local_steps), so the
+    #: sample counts that weight FedAvg follow data sizes, as in a stream where big markets produce more.
+    steps_by_data: bool = False
+
+    def steps_for(self, region: str) -> int:
+        if not self.steps_by_data:
+            return self.local_steps
+        mean = sum(len(w) for w in self.windows.values()) / len(self.windows)
+        return max(1, round(self.local_steps * len(self.windows[region]) / mean))
 
     @property
     def regions(self) -> list[str]:
@@ -100,11 +109,12 @@ class _Region:
         self.learner = LocalLearner(setup.config, setup.codec, lr=setup.lr, seed=setup.seed + index)
         self.windows = setup.windows[name]
         self.rng = np.random.default_rng(setup.seed + 100 + index)
-        self.round_time = setup.local_steps * setup.slowdown.get(name, 1.0)
+        self.steps = setup.steps_for(name)
+        self.round_time = self.steps * setup.slowdown.get(name, 1.0)
 
     def local_round(self, parameters: dict[str, torch.Tensor], version: int) -> ModelUpdate:
         self.learner.load_global(parameters, version)
-        rows = self.rng.integers(0, len(self.windows), self.setup.local_steps * self.setup.batch_size)
+        rows = self.rng.integers(0, len(self.windows), self.steps * self.setup.batch_size)
         self.learner.train(self.setup.split.catalogue, self.windows.subset(rows), self.setup.batch_size)
         prepared = self.learner.prepare_update()
         assert prepared is not None  # we just trained
@@ -194,7 +204,7 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
                              buffer_size: int = 3, alpha: float = 0.6, server_lr: float = 1.0,
                              decay_versions: float | None = None) -> dict[str, Any]:
     regions = setup.regions
-    sync_round_time = setup.local_steps * max(setup.slowdown.get(r, 1.0) for r in regions)
+    sync_round_time = max(setup.steps_for(r) * setup.slowdown.get(r, 1.0) for r in regions)
     budget = sync_rounds * sync_round_time
     eval_every = eval_every_rounds * sync_round_time / 2
     traces: dict[str, Trace] = {}
@@ -267,7 +277,8 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
         "algorithms": results,
         "simulation": {
             "time_unit": "one local training step of a full-speed region",
-            "slowdown": setup.slowdown, "local_steps": setup.local_steps, "batch_size": setup.batch_size,
+            "slowdown": setup.slowdown, "local_steps": {r: setup.steps_for(r) for r in regions},
+            "batch_size": setup.batch_size, "steps_by_data": setup.steps_by_data,
             "time_budget": budget, "sync_round_time": sync_round_time, "codec": setup.codec,
             "server_lr_decay_versions": decay_versions, "lr": setup.lr,
             "regions": {r: len(w) for r, w in setup.windows.items()}, "test_cases": len(setup.tests),
