@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import torch
-from aiokafka import TopicPartition
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import BehaviourEvent, GlobalModel
 from facet.errors import PoisonMessageError
-from facet.kafka.clients import make_consumer
+from facet.kafka.clients import assign_whole_topic, make_consumer
 from facet.kafka.shutdown import ShutdownSignal
 from facet.logging import get_logger
 from facet.service.health import Health
@@ -30,16 +29,8 @@ async def follow_events(kafka: KafkaSettings, topic: str, state: RegionalState, 
     consumer = make_consumer(kafka, kafka.events_servers(), group_id=None)
     await consumer.start()
     try:
-        partitions = None
-        while partitions is None and not stop.is_set():
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
-                await asyncio.sleep(0.5)
-                await consumer._client.force_metadata_update()
-        if partitions is None:
+        if not await assign_whole_topic(consumer, topic, stop):
             return
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-        await consumer.seek_to_beginning()
         health.set("events_assigned", True)
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=300, max_records=2000)

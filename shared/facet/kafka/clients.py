@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from facet.config import KafkaSettings
@@ -51,3 +52,21 @@ def make_consumer(
 
 def make_admin(settings: KafkaSettings, servers: str) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(bootstrap_servers=servers, **settings.client_options())
+
+
+async def assign_whole_topic(consumer: AIOKafkaConsumer, topic: str, stop: asyncio.Event) -> bool:
+    """Assign every partition of ``topic`` from its beginning, without a group (each reader needs it all).
+
+    Waits for the topic's metadata; False when ``stop`` is set first. Reading from the beginning is
+    deliberate: ``seek_to_end`` and ``auto_offset_reset="latest"`` are wrong on the embedded broker.
+    """
+    partitions = consumer.partitions_for_topic(topic)
+    while partitions is None:
+        if stop.is_set():
+            return False
+        await asyncio.sleep(0.5)
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+    consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+    await consumer.seek_to_beginning()
+    return True

@@ -7,13 +7,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import torch
-from aiokafka import TopicPartition
 
 from facet import wire
 from facet.config import KafkaSettings
 from facet.contracts import GlobalModel
 from facet.errors import FacetError
-from facet.kafka.clients import make_consumer
+from facet.kafka.clients import assign_whole_topic, make_consumer
 from facet.logging import get_logger
 from facet.service.models import fetch_parameters
 
@@ -28,16 +27,8 @@ async def follow_models(
     consumer = make_consumer(kafka, kafka.federation_servers(), group_id=None)
     await consumer.start()
     try:
-        partitions = None
-        while partitions is None and not stop.is_set():
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
-                await asyncio.sleep(0.5)
-                await consumer._client.force_metadata_update()
-        if partitions is None:
+        if not await assign_whole_topic(consumer, topic, stop):
             return
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-        await consumer.seek_to_beginning()
         current = -1
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
