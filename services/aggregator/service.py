@@ -228,8 +228,8 @@ class AggregatorService:
             and behind < self.settings.broadcast_every_versions
         ):
             return
-        parameters = {k: v.clone() for k, v in state.parameters.items()}
-        blob = await asyncio.to_thread(to_bytes, parameters)
+        # No copy first: the consume loop is waiting on this broadcast, so nothing mutates the model meanwhile.
+        blob = await asyncio.to_thread(to_bytes, state.parameters)
         contributors = tuple(state.pending_contributors[-10_000:])
         if len(blob) <= self.settings.inline_model_max_bytes:
             message = GlobalModel(

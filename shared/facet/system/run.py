@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -36,7 +37,7 @@ from facet.model.network import ModelConfig
 from facet.service.model_feed import follow_models
 from facet.system.live_eval import LiveEvaluator
 from facet.system.report import write_report
-from facet.system.scrape import scrape, scrape_labelled
+from facet.system.scrape import scrape
 from facet.system.supervisor import Supervisor
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
 
@@ -89,6 +90,10 @@ class SystemRun:
         self.latest_model: tuple[int, dict[str, torch.Tensor]] | None = None
         self.status: dict[str, Any] = {}
         self.stop = asyncio.Event()
+        self._last_eval = 0.0
+        self._last_sent = 0
+        self._last_t = 0.0
+        self._chaos_done = False
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -97,8 +102,6 @@ class SystemRun:
     def start_services(self, bootstrap: str, idempotence: bool) -> str:
         trainer_keys = {f"trainer-{r}": secrets.token_hex(32) for r in self.config.regions}
         api_key = secrets.token_urlsafe(24)
-        import hashlib
-
         common = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "FACET_KAFKA_ENABLE_IDEMPOTENCE": str(idempotence).lower(),
@@ -227,74 +230,63 @@ class SystemRun:
         self.latest_model = (model.version, parameters)
 
     async def monitor(self, client: httpx.AsyncClient) -> None:
-        last_eval = 0.0
-        last_sent, last_t = 0, self.elapsed()
-        chaos_done = False
         while not self.stop.is_set():
             await asyncio.sleep(1.0)
             try:
-                last_eval, last_sent, last_t, chaos_done = await self._monitor_once(
-                    client, last_eval, last_sent, last_t, chaos_done)
+                await self._monitor_once(client)
             except Exception:  # the live view must never take the run down; the log says why
                 log.exception("monitor_iteration_failed")
 
-    async def _monitor_once(self, client: httpx.AsyncClient, last_eval: float, last_sent: int, last_t: float,
-                            chaos_done: bool) -> tuple[float, int, float, bool]:
-        if True:
-            self.supervisor.check()
-            now = self.elapsed()
-            if self.config.kill_process and not chaos_done and now >= self.config.kill_at_s:
-                pid = self.supervisor.kill(self.config.kill_process)
-                self.console.log(f"chaos: SIGKILLed {self.config.kill_process} (pid {pid})")
-                chaos_done = True
-            aggregator = await scrape(client, self.url("aggregator", "/metrics"))
-            update_bytes = raw_bytes = 0.0
-            for name in self.ports:
-                if name.startswith("trainer-"):
-                    trainer = await scrape(client, self.url(name, "/metrics"))
-                    update_bytes += trainer.get("facet_trainer_update_bytes_sum", 0.0)
-                    raw_bytes += trainer.get("facet_trainer_update_raw_bytes_total", 0.0)
-            rejected = await scrape_labelled(client, self.url("aggregator", "/metrics"),
-                                             "facet_aggregator_updates_rejected_total", "reason")
-            applied_by_region = await scrape_labelled(client, self.url("aggregator", "/metrics"),
-                                                      "facet_aggregator_updates_applied_total", "region")
-            rate = (self.sent_events - last_sent) / max(now - last_t, 1e-6)
-            last_sent, last_t = self.sent_events, now
-            staleness_count = aggregator.get("facet_aggregator_update_staleness_count", 0.0)
-            self.status = {
-                "t": round(now, 1),
-                "events_per_second": rate,
-                "events_sent": self.sent_events,
-                "global_version": aggregator.get("facet_aggregator_global_version", 0.0),
-                "updates_applied": aggregator.get("facet_aggregator_updates_applied_total", 0.0),
-                "updates_rejected": dict(rejected),
-                "updates_applied_by_region": dict(applied_by_region),
-                "mean_staleness": aggregator.get("facet_aggregator_update_staleness_sum", 0.0) / staleness_count
-                if staleness_count else 0.0,
-                "update_bytes": update_bytes,
-                "update_raw_bytes": raw_bytes,
-                "regions": self.status.get("regions", {}),
-                "popularity_ndcg10": self.status.get("popularity_ndcg10"),
-                "model_version_evaluated": self.status.get("model_version_evaluated"),
-                "ndcg10": self.status.get("ndcg10"),
-                "regional_popularity_ndcg10": self.status.get("regional_popularity_ndcg10"),
-            }
-            if self.latest_model is not None and now - last_eval >= self.config.eval_interval_s:
-                last_eval = now
-                version, parameters = self.latest_model
-                results = await asyncio.to_thread(self.evaluator.evaluate, parameters, self.evaluator.snapshot())
-                if results:
-                    self.status["regions"] = results
-                    self.status["model_version_evaluated"] = version
-                    weights = {r: v["cases"] for r, v in results.items()}
-                    total = sum(weights.values())
-                    self.status["ndcg10"] = sum(v["ndcg10"] * weights[r] for r, v in results.items()) / total
-                    self.status["popularity_ndcg10"] = sum(
-                        v["ndcg10_popularity"] * weights[r] for r, v in results.items()) / total
-                    self.status["regional_popularity_ndcg10"] = sum(
-                        v["ndcg10_regional_popularity"] * weights[r] for r, v in results.items()) / total
-            self.timeline.append(dict(self.status))
-        return last_eval, last_sent, last_t, chaos_done
+    async def _monitor_once(self, client: httpx.AsyncClient) -> None:
+        self.supervisor.check()
+        now = self.elapsed()
+        if self.config.kill_process and not self._chaos_done and now >= self.config.kill_at_s:
+            pid = self.supervisor.kill(self.config.kill_process)
+            self.console.log(f"chaos: SIGKILLed {self.config.kill_process} (pid {pid})")
+            self._chaos_done = True
+        aggregator = await scrape(client, self.url("aggregator", "/metrics"))
+        update_bytes = raw_bytes = 0.0
+        for name in self.ports:
+            if name.startswith("trainer-"):
+                trainer = await scrape(client, self.url(name, "/metrics"))
+                update_bytes += trainer.total("facet_trainer_update_bytes_sum")
+                raw_bytes += trainer.total("facet_trainer_update_raw_bytes_total")
+        rate = (self.sent_events - self._last_sent) / max(now - self._last_t, 1e-6)
+        self._last_sent, self._last_t = self.sent_events, now
+        staleness_count = aggregator.total("facet_aggregator_update_staleness_count")
+        self.status = {
+            "t": round(now, 1),
+            "events_per_second": rate,
+            "events_sent": self.sent_events,
+            "global_version": aggregator.total("facet_aggregator_global_version"),
+            "updates_applied": aggregator.total("facet_aggregator_updates_applied_total"),
+            "updates_rejected": aggregator.by_label("facet_aggregator_updates_rejected_total", "reason"),
+            "updates_applied_by_region": aggregator.by_label("facet_aggregator_updates_applied_total", "region"),
+            "mean_staleness": aggregator.total("facet_aggregator_update_staleness_sum") / staleness_count
+            if staleness_count else 0.0,
+            "update_bytes": update_bytes,
+            "update_raw_bytes": raw_bytes,
+            "regions": self.status.get("regions", {}),
+            "popularity_ndcg10": self.status.get("popularity_ndcg10"),
+            "model_version_evaluated": self.status.get("model_version_evaluated"),
+            "ndcg10": self.status.get("ndcg10"),
+            "regional_popularity_ndcg10": self.status.get("regional_popularity_ndcg10"),
+        }
+        if self.latest_model is not None and now - self._last_eval >= self.config.eval_interval_s:
+            self._last_eval = now
+            version, parameters = self.latest_model
+            results = await asyncio.to_thread(self.evaluator.evaluate, parameters, self.evaluator.snapshot())
+            if results:
+                self.status["regions"] = results
+                self.status["model_version_evaluated"] = version
+                weights = {r: v["cases"] for r, v in results.items()}
+                total = sum(weights.values())
+                self.status["ndcg10"] = sum(v["ndcg10"] * weights[r] for r, v in results.items()) / total
+                self.status["popularity_ndcg10"] = sum(
+                    v["ndcg10_popularity"] * weights[r] for r, v in results.items()) / total
+                self.status["regional_popularity_ndcg10"] = sum(
+                    v["ndcg10_regional_popularity"] * weights[r] for r, v in results.items()) / total
+        self.timeline.append(dict(self.status))
 
     def view(self) -> Table:
         status = self.status
@@ -316,9 +308,9 @@ class SystemRun:
         if status.get("ndcg10") is not None:
             table.add_row("NDCG@10 all regions", f"{status['ndcg10']:.3f} (popularity "
                           f"{status['popularity_ndcg10']:.3f})")
-        restarts = [i for i in self.supervisor.incidents]
-        if restarts:
-            table.add_row("incidents", f"{len(restarts)} (last: {restarts[-1].get('process')})")
+        incidents = self.supervisor.incidents
+        if incidents:
+            table.add_row("incidents", f"{len(incidents)} (last: {incidents[-1].get('process')})")
         return table
 
     # ---- the whole run ------------------------------------------------------------------------
@@ -333,6 +325,7 @@ class SystemRun:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop.set)
             exit_codes: dict[str, int | None] = {}
+            sample: dict[str, Any] | None = None
             async with httpx.AsyncClient() as client:
                 try:
                     self.console.log(f"starting {len(self.supervisor.processes)} service processes; logs in "
@@ -359,7 +352,7 @@ class SystemRun:
                     order = ["ingest", *[n for n in self.ports if n.startswith("trainer-")], "aggregator",
                              *[n for n in self.ports if n.startswith("recommender-")]]
                     exit_codes = self.supervisor.stop(order=[n for n in order if n in self.supervisor.processes])
-        return self._write(exit_codes, locals().get("sample"))
+        return self._write(exit_codes, sample)
 
     async def _sample_recommendation(self, client: httpx.AsyncClient) -> dict[str, Any] | None:
         region = self.config.regions[0]
