@@ -190,7 +190,7 @@ def evaluate(
     dataset: str = typer.Option("synthetic", help="synthetic, jewelry or retail."),
     mode: list[str] = typer.Option(["centralized", "local"], help="centralized and/or local (repeatable)."),
     json_path: Path = typer.Option(Path("reports/eval.json"), "--json", help="Where to write the JSON report."),
-    epochs: int = typer.Option(8, min=1, help="Training epochs."),
+    epochs: int | None = typer.Option(None, min=1, help="Training epochs (default: tuned per dataset)."),
     seed: int = typer.Option(0),
 ) -> None:
     """Offline evaluation: leave-last-out, ranking against all items, baselines in the same run."""

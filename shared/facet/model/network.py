@@ -1,9 +1,15 @@
-"""The recommender network: an item tower from id + content attributes, a GRU shopper encoder.
+"""The recommender network: an item tower from id + content attributes, a GRU shopper encoder, and two
+exact-item terms on top.
 
 A shopper is represented only by the items they touched recently (in order) and their region, so every
 parameter is shared and may be federated; a shopper is served after one event. Item id embeddings start
 at zero and are randomly dropped in training, so an item the model has never seen is ranked by its
 attributes alone instead of by noise.
+
+The encoder's state blurs exact items, and two signals need them exactly: items bought together (a
+pairwise term between the last few items and each candidate) and repeat purchases (a learned score by
+how recently the candidate appeared in the shopper's own history; a third of the retail targets).
+Measured with ``facet eval``: on the retail data they took NDCG@10 from 0.17 to 0.235.
 """
 
 from __future__ import annotations
@@ -32,6 +38,15 @@ class ModelConfig(BaseModel):
     encoder: Literal["gru", "attention"] = "gru"
     attention_layers: int = Field(default=2, ge=1, le=8)
     attention_heads: int = Field(default=2, ge=1, le=16)
+    #: Add a learned score for items already in the shopper's own history, by how recently they appeared
+    #: (repeat purchases are a third of the retail targets; a dot product alone does not copy well).
+    repeat_scores: bool = True
+    #: Width of a pairwise "bought together" term between the last few items and each candidate; 0 turns
+    #: it off. One table serves both sides, so learning a→b also teaches b→a: on the jewelry data 7 % of
+    #: the held-out items were only ever seen *before* the shopper's last item, never after it.
+    companion_dim: int = Field(default=32, ge=0, le=1024)
+    #: How many of the most recent items feed that term, each with a learned weight by distance.
+    companion_span: int = Field(default=3, ge=1, le=64)
 
     def feature_space(self) -> FeatureSpace:
         return FeatureSpace(self.id_buckets, self.attribute_buckets, self.region_buckets)
@@ -56,6 +71,13 @@ class SequenceRecommender(nn.Module):
             nn.init.normal_(self.position.weight, std=0.02)
         self.head = nn.Sequential(nn.Linear(2 * dim, dim), nn.Tanh(), nn.Linear(dim, dim))
         self.dropout = nn.Dropout(config.dropout)
+        if config.companion_dim:
+            self.companion = nn.Embedding(config.id_buckets, config.companion_dim)
+            nn.init.normal_(self.companion.weight, std=0.01)
+            #: Weight of each of the last ``companion_span`` items, by distance back.
+            self.companion_decay = nn.Parameter(0.5 ** torch.arange(config.companion_span, dtype=torch.float32))
+        #: One weight per distance back in the history; zero at first, so repeats start neutral.
+        self.recency = nn.Parameter(torch.zeros(config.max_history)) if config.repeat_scores else None
         nn.init.zeros_(self.item_id.weight)
         nn.init.zeros_(self.item_bias.weight)
         nn.init.normal_(self.attribute.weight, std=0.1)
@@ -89,10 +111,35 @@ class SequenceRecommender(nn.Module):
         return self.head(torch.cat([self.dropout(hidden), region], dim=-1))
 
     def scores(
-        self, states: torch.Tensor, item_vectors: torch.Tensor, buckets: torch.Tensor
+        self,
+        states: torch.Tensor,
+        item_vectors: torch.Tensor,
+        buckets: torch.Tensor,
+        histories: torch.Tensor | None = None,
+        ends: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """[M, dim] states against [N, dim] items → [M, N] scores."""
-        return states @ item_vectors.T + self.item_bias(buckets).squeeze(-1)
+        """[M, dim] states against [N, dim] items → [M, N] scores.
+
+        ``histories`` [M, L] (item indices, negative = padding) and ``ends`` [M] (the position each state
+        summarises) feed the pairwise and repeat terms, which work on exact items where the encoder's
+        state is a blurred summary.
+        """
+        logits = states @ item_vectors.T + self.item_bias(buckets).squeeze(-1)
+        if histories is None or ends is None:
+            return logits
+        distance = ends.unsqueeze(1) - torch.arange(histories.shape[1], device=histories.device).unsqueeze(0)
+        present = (distance >= 0) & (histories >= 0)
+        distance = distance.clamp(min=0)
+        if self.config.companion_dim:
+            span = self.config.companion_span
+            weights = self.companion_decay[distance.clamp(max=span - 1)] * (present & (distance < span))
+            recent = (weights.unsqueeze(-1) * self.companion(buckets[histories.clamp(min=0)])).sum(dim=1)
+            logits = logits + recent @ self.companion(buckets).T
+        if self.recency is None:
+            return logits
+        rows = torch.arange(histories.shape[0], device=histories.device).unsqueeze(1).expand_as(histories)
+        boost = self.recency[distance] * present
+        return logits.index_put((rows[present], histories[present]), boost[present], accumulate=True)
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -87,8 +87,13 @@ def train_batch(
     optimizer: torch.optim.Optimizer,
     items: tuple[torch.Tensor, torch.Tensor],
     batch: Windows,
+    candidates: torch.Tensor | None = None,
 ) -> tuple[float, int]:
-    """One optimisation step on one batch of windows; returns (loss, samples)."""
+    """One optimisation step on one batch of windows; returns (loss, samples).
+
+    ``candidates`` (bool [N]) limits the softmax to items the training data has seen: an item that only
+    exists in the catalogue must not be taught "never chosen" before anyone could choose it.
+    """
     model.train()
     buckets, attributes = items
     inputs = torch.from_numpy(batch.inputs)
@@ -96,7 +101,10 @@ def train_batch(
     item_vectors = model.item_vectors(buckets, attributes)
     states = model.shopper_states(_history_vectors(item_vectors, inputs), torch.from_numpy(batch.regions))
     valid = targets != PAD
-    logits = model.scores(states[valid], item_vectors, buckets)
+    window_rows, ends = valid.nonzero(as_tuple=True)
+    logits = model.scores(states[valid], item_vectors, buckets, inputs[window_rows], ends)
+    if candidates is not None:
+        logits = logits.masked_fill(~candidates, float("-inf"))
     loss = nn.functional.cross_entropy(logits, targets[valid])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -118,6 +126,10 @@ def train_epochs(
 ) -> TrainResult:
     optimizer = optimizer or make_optimizer(model)
     items = catalogue_tensors(catalogue)
+    seen = np.zeros(len(catalogue), dtype=bool)
+    seen[windows.inputs[windows.inputs != PAD]] = True
+    seen[windows.targets[windows.targets != PAD]] = True
+    candidates = torch.from_numpy(seen)
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
     losses: list[float] = []
@@ -125,7 +137,8 @@ def train_epochs(
     for _ in range(epochs):
         order = rng.permutation(len(windows))
         for start in range(0, len(order), batch_size):
-            loss, count = train_batch(model, optimizer, items, windows.subset(order[start : start + batch_size]))
+            batch = windows.subset(order[start : start + batch_size])
+            loss, count = train_batch(model, optimizer, items, batch, candidates)
             losses.append(loss)
             samples += count
             steps += 1
@@ -158,8 +171,9 @@ def score_histories(
     states = model.shopper_states(
         _history_vectors(item_vectors, torch.from_numpy(rows)), torch.as_tensor(regions, dtype=torch.int64)
     )
-    chosen = states[torch.arange(len(histories)), torch.from_numpy(last)]
-    return model.scores(chosen, item_vectors, buckets)
+    ends = torch.from_numpy(last)
+    chosen = states[torch.arange(len(histories)), ends]
+    return model.scores(chosen, item_vectors, buckets, torch.from_numpy(rows), ends)
 
 
 def new_model(config: ModelConfig, seed: int = 0) -> SequenceRecommender:
