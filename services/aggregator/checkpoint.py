@@ -1,6 +1,6 @@
 """Atomic checkpoints: parameters as safetensors plus JSON metadata (version, applied update ids, the
-consumed offsets). The metadata file is written last and renamed into place, so a crash leaves either the
-previous checkpoint or the new one, never half of one."""
+running mean of sample counts, the consumed offsets). The metadata file is written last and renamed into
+place, so a crash leaves either the previous checkpoint or the new one, never half of one."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ def save(directory: Path, state: AggregatorState, offsets: dict[int, int], keep:
         "sha256": hashlib.sha256(blob).hexdigest(),
         "applied_ids": list(state.applied_ids.items()),
         "pending_contributors": state.pending_contributors,
+        "mean_samples": state.mean_samples,
+        "samples_counted": state.samples_counted,
         "offsets": {str(p): o for p, o in offsets.items()},
     }
     _write_atomically(directory / LATEST, json.dumps(metadata).encode())
@@ -65,5 +67,8 @@ def load(directory: Path) -> Checkpoint | None:
         version=int(metadata["version"]),
         applied_ids=OrderedDict((str(i), int(v)) for i, v in metadata["applied_ids"]),
         pending_contributors=list(metadata["pending_contributors"]),
+        # Checkpoints written before the running mean existed restart it from the next update.
+        mean_samples=metadata.get("mean_samples"),
+        samples_counted=int(metadata.get("samples_counted", 0)),
     )
     return Checkpoint(state, {int(p): int(o) for p, o in metadata["offsets"].items()})

@@ -9,8 +9,10 @@ from facet.federation.aggregation import (
     WeightedDelta,
     combine,
     fedasync_step,
+    fedasync_weight,
     fedbuff_step,
     fedbuff_weights,
+    running_mean,
 )
 from facet.federation.signing import sign, verify
 from facet.federation.staleness import ConstantStaleness, HingeStaleness, PolynomialStaleness
@@ -75,6 +77,56 @@ def test_fedasync_mixes_one_update_scaled_by_alpha_and_staleness() -> None:
     fedasync_step(model, WeightedDelta({"w": torch.full((2,), 2.0)}, 5, 3), PolynomialStaleness(exponent=1.0),
                   alpha=0.5)
     torch.testing.assert_close(model["w"], torch.full((2,), 1.0 + 0.5 * 0.25 * 2.0))
+
+
+def test_against_the_running_mean_a_buffer_of_small_updates_moves_the_model_less() -> None:
+    small = [WeightedDelta({}, 100, 0)] * 3
+    assert fedbuff_weights(small, ConstantStaleness(), mean_samples=400) == pytest.approx([1 / 12] * 3)
+    # At the running mean it is the buffer-normalised step; no single update counts for more than a step.
+    assert fedbuff_weights(small, ConstantStaleness(), mean_samples=100) == pytest.approx([1 / 3] * 3)
+    assert fedbuff_weights([WeightedDelta({}, 10_000, 0)], ConstantStaleness(), mean_samples=100) == [1.0]
+    one = WeightedDelta({}, 200, 3)
+    assert fedasync_weight(one, PolynomialStaleness(exponent=1.0), 0.5, mean_samples=400) == pytest.approx(
+        0.5 * 0.25 * 0.5)
+    assert fedasync_weight(one, ConstantStaleness(), 0.9, mean_samples=20) == 1.0
+
+
+def _mass_by_region(reference: str) -> dict[str, float]:
+    """Total coefficient each region gets from a stream: a small region reports 100 samples every tick,
+    a large one 800 samples every fourth tick (twice the data), in buffers of four as they arrive."""
+    mass = {"small": 0.0, "large": 0.0}
+    mean, count, buffer = None, 0, []
+    for tick in range(400):
+        arrivals = [("small", 100)] + ([("large", 800)] if tick % 4 == 3 else [])
+        for region, samples in arrivals:
+            buffer.append((region, WeightedDelta({}, samples, 0)))
+            if len(buffer) < 4:
+                continue
+            for _, update in buffer:
+                count += 1
+                mean = running_mean(mean, count, update.num_samples, horizon=50)
+            deltas = [update for _, update in buffer]
+            weights = fedbuff_weights(deltas, ConstantStaleness(), mean if reference == "running" else None)
+            for (name, _), weight in zip(buffer, weights, strict=True):
+                mass[name] += weight
+            buffer = []
+    return mass
+
+
+def test_running_mean_weights_regions_by_data_not_by_how_often_they_report() -> None:
+    running = _mass_by_region("running")
+    assert running["large"] / running["small"] == pytest.approx(2.0, rel=0.15)
+    # Normalised by the buffer, the small region fills some buffers alone and takes a whole step.
+    buffered = _mass_by_region("buffer")
+    assert buffered["large"] / buffered["small"] < 1.5
+
+
+def test_running_mean_is_exact_then_exponential() -> None:
+    mean = None
+    for count, value in enumerate([10, 20, 30], start=1):
+        mean = running_mean(mean, count, value, horizon=3)
+    assert mean == pytest.approx(20.0)
+    assert running_mean(mean, 4, 50, horizon=3) == pytest.approx(30.0)
 
 
 def test_combine_refuses_empty() -> None:

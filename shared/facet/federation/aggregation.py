@@ -9,6 +9,16 @@ update carries a delta Δ_k = w_k - w_base(k) and its sample count n_k. Facet ap
 With every τ_k = 0 (or any equal staleness, up to the common factor s(τ)), the FedBuff step is exactly
 sample-weighted FedAvg's: the property tests check that reduction. Staleness only ever shrinks a
 contribution, never re-normalises it away: a buffer of very stale updates moves the model less.
+
+Sample counts can be measured against a running mean instead of the buffer's own sum:
+
+    w ← w + η · Σ_k n_k s(τ_k) Δ_k / (K · n̄)        (FedAsync: w ← w + α s(τ) (n / n̄) Δ)
+
+Asynchronously, the buffer is whoever arrived first. A small market that trains a few samples and
+reports often would otherwise fill buffers alone and move the model a whole step each time, so regions
+would count by how often they report instead of by how much data they have, which is the objective
+above. Against n̄ a buffer of small updates moves the model a small step; with equal n_k it reduces to
+the buffer-normalised step.
 """
 
 from __future__ import annotations
@@ -31,12 +41,19 @@ class WeightedDelta:
     staleness: int
 
 
-def fedbuff_weights(updates: Sequence[WeightedDelta], staleness_weight: StalenessWeight) -> list[float]:
-    """Per-update coefficients n_k s(τ_k) / Σ n_k; they sum to 1 when no update is stale."""
+def fedbuff_weights(
+    updates: Sequence[WeightedDelta], staleness_weight: StalenessWeight, mean_samples: float | None = None
+) -> list[float]:
+    """Per-update coefficients n_k s(τ_k) / (K n̄), each at most 1 (no update counts for more than a whole
+    step). n̄ defaults to the buffer's own mean, when they sum to 1 as long as no update is stale."""
     total = sum(u.num_samples for u in updates)
     if total <= 0:
         raise ValueError("updates carry no samples")
-    return [u.num_samples * staleness_weight(u.staleness) / total for u in updates]
+    reference = total / len(updates) if mean_samples is None else mean_samples
+    if reference <= 0:
+        raise ValueError("mean_samples must be positive")
+    scale = len(updates) * reference
+    return [min(u.num_samples * staleness_weight(u.staleness) / scale, 1.0) for u in updates]
 
 
 def combine(updates: Sequence[WeightedDelta], coefficients: Sequence[float]) -> dict[str, torch.Tensor]:
@@ -61,17 +78,39 @@ def fedbuff_step(
     updates: Sequence[WeightedDelta],
     staleness_weight: StalenessWeight,
     server_lr: float = 1.0,
+    mean_samples: float | None = None,
 ) -> None:
     # w + η Σ c_k Δ_k, applied update by update: the same sum without a model-sized temporary, and with
     # row-sparse deltas only the rows they touch are written.
-    for update, coefficient in zip(updates, fedbuff_weights(updates, staleness_weight), strict=True):
+    coefficients = fedbuff_weights(updates, staleness_weight, mean_samples)
+    for update, coefficient in zip(updates, coefficients, strict=True):
         apply_delta(model, update.delta, server_lr * coefficient)
 
 
+def fedasync_weight(
+    update: WeightedDelta, staleness_weight: StalenessWeight, alpha: float, mean_samples: float | None = None
+) -> float:
+    """α s(τ) (n / n̄), at most 1: one update never moves the model past the trainer's own weights."""
+    relative = 1.0 if mean_samples is None else update.num_samples / mean_samples
+    return min(alpha * staleness_weight(update.staleness) * relative, 1.0)
+
+
 def fedasync_step(
-    model: Mapping[str, torch.Tensor], update: WeightedDelta, staleness_weight: StalenessWeight, alpha: float
+    model: Mapping[str, torch.Tensor],
+    update: WeightedDelta,
+    staleness_weight: StalenessWeight,
+    alpha: float,
+    mean_samples: float | None = None,
 ) -> None:
-    apply_delta(model, update.delta, alpha * staleness_weight(update.staleness))
+    apply_delta(model, update.delta, fedasync_weight(update, staleness_weight, alpha, mean_samples))
+
+
+def running_mean(mean: float | None, count: int, value: float, horizon: int) -> float:
+    """The mean of the values so far, turning into an exponential average over ``horizon`` values once
+    ``count`` (including this value) exceeds it, so the reference follows a changing fleet."""
+    if mean is None or count <= 1:
+        return float(value)
+    return mean + (value - mean) / min(count, horizon)
 
 
 def global_norm(tensors: Tensors) -> float:

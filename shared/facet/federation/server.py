@@ -5,7 +5,7 @@ run exactly the same aggregation code."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from facet.compression.codecs import CodecSpec, decode_delta
 from facet.contracts import ModelUpdate
-from facet.federation.aggregation import WeightedDelta, fedasync_step, fedbuff_step
+from facet.federation.aggregation import WeightedDelta, fedasync_step, fedbuff_step, running_mean
 from facet.federation.signing import verify
 from facet.federation.staleness import PolynomialStaleness, StalenessConfig
 from facet.federation.validation import UpdateRejected, check_delta, check_staleness, spec_of
@@ -32,6 +32,12 @@ class AggregationPolicy(BaseModel):
     alpha: float = Field(default=0.6, gt=0, le=1)
     staleness: StalenessConfig = Field(default_factory=PolynomialStaleness)
     max_staleness: int = Field(default=50, ge=0)
+    #: What an update's sample count is measured against: the running mean over applied updates (a
+    #: buffer of small, frequent updates moves the model a small step, so regions count by data, not by
+    #: how often they report) or, as in the FedBuff paper, the buffer's own mean.
+    sample_reference: Literal["running_mean", "buffer"] = "running_mean"
+    #: The running mean turns into an exponential average over this many updates.
+    sample_mean_horizon: int = Field(default=200, ge=1)
     max_update_norm: float = Field(default=50.0, gt=0)
     on_large_norm: Literal["clip", "reject"] = "clip"
     require_signatures: bool = True
@@ -59,6 +65,9 @@ class AggregatorState:
     applied_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
     #: Update ids that went into each version since the last broadcast.
     pending_contributors: list[str] = field(default_factory=list)
+    #: Running mean of num_samples over applied updates, and how many it has seen.
+    mean_samples: float | None = None
+    samples_counted: int = 0
 
 
 class Aggregator:
@@ -84,7 +93,7 @@ class Aggregator:
             return Outcome("rejected", rejected.reason, rejected.detail)
         if self.policy.mode == "fedasync":
             fedasync_step(self.state.parameters, weighted, self.policy.staleness,
-                          self.policy.alpha * self._schedule())
+                          self.policy.alpha * self._schedule(), self._reference([weighted]))
             return Outcome("applied", staleness=weighted.staleness, new_version=self._advance([update]))
         self._buffer.append((update, weighted))
         self._buffered_ids.add(update.update_id)
@@ -98,10 +107,19 @@ class Aggregator:
             return None
         updates, deltas = zip(*self._buffer, strict=True)
         fedbuff_step(self.state.parameters, list(deltas), self.policy.staleness,
-                     self.policy.server_lr * self._schedule())
+                     self.policy.server_lr * self._schedule(), self._reference(deltas))
         self._buffer.clear()
         self._buffered_ids.clear()
         return self._advance(list(updates))
+
+    def _reference(self, applying: Sequence[WeightedDelta]) -> float | None:
+        """Fold the updates being applied into the running mean (only now, so an update replayed after a
+        crash, before it was applied, is never counted twice) and return it; None: the buffer's mean."""
+        for update in applying:
+            self.state.samples_counted += 1
+            self.state.mean_samples = running_mean(self.state.mean_samples, self.state.samples_counted,
+                                                   update.num_samples, self.policy.sample_mean_horizon)
+        return self.state.mean_samples if self.policy.sample_reference == "running_mean" else None
 
     def _schedule(self) -> float:
         decay = self.policy.server_lr_decay_versions
