@@ -6,6 +6,11 @@ Trainers are simulated in one process for speed, but every step is real: the sam
 signatures, staleness weighting) as the aggregator service. Only the clock is simulated: each local
 round costs ``local_steps`` training steps, and a region with slowdown s takes s times as long per step.
 Synchronous FedAvg waits for every region each round; the asynchronous modes never wait.
+
+By default each region's local round is in proportion to its data (FedAvg's local epochs), so a big
+market's round takes longer and carries more samples; the asynchronous aggregator measures sample counts
+against their running mean, so small markets reporting often do not outvote it (measured: buffer
+normalisation with the same rounds left the largest region at 0.106 NDCG@10 against 0.161).
 """
 
 from __future__ import annotations
