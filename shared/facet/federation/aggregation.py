@@ -10,7 +10,7 @@ With every τ_k = 0 (or any equal staleness, up to the common factor s(τ)), the
 sample-weighted FedAvg's: the property tests check that reduction. Staleness only ever shrinks a
 contribution, never re-normalises it away: a buffer of very stale updates moves the model less.
 
-Sample counts can be measured against a running mean instead of the buffer's own sum:
+Sample counts can be measured against a running mean n̄ over applied updates instead of the buffer's own:
 
     w ← w + η · Σ_k n_k s(τ_k) Δ_k / (K · n̄)        (FedAsync: w ← w + α s(τ) (n / n̄) Δ)
 
