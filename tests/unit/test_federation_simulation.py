@@ -45,3 +45,19 @@ def test_async_lets_fast_regions_contribute_more(setup: object) -> None:
         federation._Region.local_round = original  # type: ignore[method-assign]
     assert trace.updates > 9  # more than sync's 9 in the same simulated time
     assert counts["us"] >= 3 * counts["eu"]
+
+
+def test_summary_speedups_are_sync_time_over_the_best_async_time(setup: object) -> None:
+    from facet.bench.federation import run_federation_benchmark
+
+    result = run_federation_benchmark(setup, central_epochs=1, sync_rounds=4, server_lr=1.5,  # type: ignore[arg-type]
+                                      buffer_size=2)
+    times = {name: run["time_to_95pct_centralized"] for name, run in result["algorithms"].items()}
+    budget = result["simulation"]["time_budget"]
+    summary = result["summary"]
+    best = summary["best_async_mode"]
+    assert times[best] is not None, times  # this workload does reach the target: the test must not go vacuous
+    assert times[best] == min(t for name, t in times.items() if name in ("fedasync", "fedbuff") and t is not None)
+    assert summary["speedup_async_vs_sync"] == pytest.approx((times["sync_fedavg"] or budget) / times[best])
+    assert summary["speedup_async_vs_sync_same_server_lr"] == pytest.approx(
+        (times["sync_fedavg_server_lr"] or budget) / times[best])
