@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import pytest
@@ -27,7 +28,7 @@ def test_sync_rounds_wait_for_the_slowest_region(setup: object) -> None:
     assert 0.0 <= trace.final["overall"]["ndcg10"] <= 1.0
 
 
-def test_async_lets_fast_regions_contribute_more(setup: object) -> None:
+def _async_rounds_by_region(setup: object, time_budget: float) -> tuple[Counter[str], object]:
     counts: Counter[str] = Counter()
     policy = AggregationPolicy(mode="fedbuff", buffer_size=2, max_staleness=1000, max_update_norm=1e6)
     import facet.bench.federation as federation
@@ -40,11 +41,27 @@ def test_async_lets_fast_regions_contribute_more(setup: object) -> None:
 
     federation._Region.local_round = counting  # type: ignore[method-assign]
     try:
-        trace = run_async(setup, policy, "fedbuff", time_budget=24.0, eval_every=100.0)  # type: ignore[arg-type]
+        trace = run_async(setup, policy, "fedbuff", time_budget=time_budget, eval_every=100.0)  # type: ignore[arg-type]
     finally:
         federation._Region.local_round = original  # type: ignore[method-assign]
-    assert trace.updates > 9  # more than sync's 9 in the same simulated time
+    return counts, trace
+
+
+def test_async_lets_fast_regions_contribute_more(setup: object) -> None:
+    counts, trace = _async_rounds_by_region(setup, time_budget=24.0)
+    assert trace.updates > 9  # type: ignore[attr-defined]  # more than sync's 9 in the same simulated time
     assert counts["us"] >= 3 * counts["eu"]
+
+
+def test_stream_paced_regions_idle_between_rounds(setup: object) -> None:
+    """us and jp compute a round in 2 time units, eu in 8; paced to one round per 4, us and jp run half as
+    often as unpaced, and eu, slower than the pace, is unchanged."""
+    unpaced, _ = _async_rounds_by_region(setup, time_budget=24.0)
+    paced, _ = _async_rounds_by_region(dataclasses.replace(setup, min_round_time=4.0), time_budget=24.0)  # type: ignore[type-var]
+    assert unpaced["us"] == 12 + 1  # every 2 units, plus the round in flight at the end of the budget
+    assert paced["us"] == 6 + 1
+    assert paced["jp"] == 6 + 1
+    assert paced["eu"] == unpaced["eu"] == 3 + 1
 
 
 def test_summary_speedups_are_sync_time_over_the_best_async_time(setup: object) -> None:

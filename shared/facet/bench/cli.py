@@ -35,6 +35,9 @@ def federation(
     decay_versions: float = typer.Option(100.0, help="Server step decay 1/sqrt(1+v/this); 0 turns it off."),
     steps_by_data: bool = typer.Option(True, help="Local steps per round in proportion to each region's data "
                                        "(FedAvg's local epochs: a big market's round takes longer)."),
+    min_round_time: float = typer.Option(0.0, min=0.0, help="Pace every region to at most one round per this "
+                                         "many time units, as trainers paced by their event stream (0: each "
+                                         "trains as fast as its compute allows, re-training its data)."),
     sample_reference: str = typer.Option("running_mean", help="Async sample counts against the running mean "
                                          "(regions count by data) or the buffer's own mean (FedBuff paper)."),
     seed: int = typer.Option(0),
@@ -52,7 +55,7 @@ def federation(
     config = DATASET_MODELS[name]
     split = leave_last_out(load_events(name, sessions=sessions, seed=seed + 7), config.feature_space())
     setup = build_setup(split, config, {slow_region: slowdown}, seed=seed, local_steps=local_steps, codec=codec,
-                        lr=lr, steps_by_data=steps_by_data)
+                        lr=lr, steps_by_data=steps_by_data, min_round_time=min_round_time)
     result = run_federation_benchmark(setup, central_epochs=central_epochs, sync_rounds=sync_rounds,
                                       buffer_size=buffer_size, alpha=alpha, server_lr=server_lr,
                                       decay_versions=decay_versions or None,

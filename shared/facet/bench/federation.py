@@ -54,6 +54,14 @@ class FederationSetup:
     #: Local steps per round in proportion to each region's data (mean region: local_steps), so the
     #: sample counts that weight FedAvg follow data sizes, as in a stream where big markets produce more.
     steps_by_data: bool = False
+    #: A region starts its next round no sooner than this after the last one started, idling meanwhile:
+    #: trainers paced by their event stream (the trainer service trains only on what arrives, plus a
+    #: bounded replay) instead of re-training a static split as fast as their compute allows. 0: compute-bound.
+    min_round_time: float = 0.0
+
+    def round_time(self, region: str) -> float:
+        """Simulated time between a region's updates: its compute, or the stream's pace if that is slower."""
+        return max(self.steps_for(region) * self.slowdown.get(region, 1.0), self.min_round_time)
 
     def steps_for(self, region: str) -> int:
         if not self.steps_by_data:
@@ -115,7 +123,7 @@ class _Region:
         self.windows = setup.windows[name]
         self.rng = np.random.default_rng(setup.seed + 100 + index)
         self.steps = setup.steps_for(name)
-        self.round_time = self.steps * setup.slowdown.get(name, 1.0)
+        self.round_time = setup.round_time(name)
 
     def local_round(self, parameters: dict[str, torch.Tensor], version: int) -> ModelUpdate:
         self.learner.load_global(parameters, version)
@@ -212,7 +220,7 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
                              sample_reference: Literal["running_mean", "buffer"] = "running_mean",
                              ) -> dict[str, Any]:
     regions = setup.regions
-    sync_round_time = max(setup.steps_for(r) * setup.slowdown.get(r, 1.0) for r in regions)
+    sync_round_time = max(setup.round_time(r) for r in regions)
     budget = sync_rounds * sync_round_time
     eval_every = eval_every_rounds * sync_round_time / 2
     traces: dict[str, Trace] = {}
@@ -304,6 +312,9 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
             "time_unit": "one local training step of a full-speed region",
             "slowdown": setup.slowdown, "local_steps": {r: setup.steps_for(r) for r in regions},
             "batch_size": setup.batch_size, "steps_by_data": setup.steps_by_data,
+            "min_round_time": setup.min_round_time,
+            "async_passes_over_data": {r: budget / setup.round_time(r) * setup.steps_for(r) * setup.batch_size
+                                   / len(setup.windows[r]) for r in regions},
             "time_budget": budget, "sync_round_time": sync_round_time, "codec": setup.codec,
             "server_lr_decay_versions": decay_versions, "lr": setup.lr, "sample_reference": sample_reference,
             "regions": {r: len(w) for r, w in setup.windows.items()}, "test_cases": len(setup.tests),
