@@ -16,9 +16,13 @@ Sample counts can be measured against a running mean n̄ over applied updates in
 
 Asynchronously, the buffer is whoever arrived first. A small market that trains a few samples and
 reports often would otherwise fill buffers alone and move the model a whole step each time, so regions
-would count by how often they report instead of by how much data they have, which is the objective
-above. Against n̄ a buffer of small updates moves the model a small step; with equal n_k it reduces to
-the buffer-normalised step.
+would count by how often they report instead of by how many samples they train. Against n̄ a buffer of
+small updates moves the model a small step; with equal n_k it reduces to the buffer-normalised step.
+
+A region's weight per unit of time is then the samples it trains per unit of time. That is its share of
+the data (the objective above) when trainers are paced by their event streams, as the trainer service
+is; trainers that re-train a static dataset as fast as their compute allows count by compute instead,
+and a small market's data is then over-trained (`facet bench federation --min-round-time` measures both).
 """
 
 from __future__ import annotations
