@@ -78,3 +78,25 @@ def test_summary_speedups_are_sync_time_over_the_best_async_time(setup: object) 
     assert summary["speedup_async_vs_sync"] == pytest.approx((times["sync_fedavg"] or budget) / times[best])
     assert summary["speedup_async_vs_sync_same_server_lr"] == pytest.approx(
         (times["sync_fedavg_server_lr"] or budget) / times[best])
+
+
+def test_seed_summary_is_the_mean_with_the_worst_seed_beside_it() -> None:
+    from facet.bench.federation import summarize_seeds
+
+    runs = [
+        {"speedup_async_vs_sync": 3.0, "speedup_async_vs_sync_same_server_lr": 2.0, "best_async_mode": "fedbuff",
+         "ndcg10_ratio_vs_centralized": 0.97, "min_small_region_gain_vs_local": 0.30, "speedup_is_lower_bound": False},
+        {"speedup_async_vs_sync": 4.0, "speedup_async_vs_sync_same_server_lr": None, "best_async_mode": "fedbuff",
+         "ndcg10_ratio_vs_centralized": 0.93, "min_small_region_gain_vs_local": 0.10, "speedup_is_lower_bound": True},
+    ]
+    summary = summarize_seeds(runs)
+    assert summary["speedup_async_vs_sync"] == pytest.approx(3.5)
+    assert summary["ndcg10_ratio_vs_centralized"] == pytest.approx(0.95)
+    assert summary["worst_seed_ndcg10_ratio_vs_centralized"] == pytest.approx(0.93)
+    assert summary["worst_seed_min_small_region_gain_vs_local"] == pytest.approx(0.10)
+    assert summary["speedup_async_vs_sync_same_server_lr"] is None  # a seed without it: no mean of the rest
+    assert summary["speedup_is_lower_bound"] is True
+    assert summary["best_async_mode"] == "fedbuff"
+    assert summary["seeds"] == 2
+    with pytest.raises(ValueError):
+        summarize_seeds([])

@@ -32,7 +32,7 @@ def federation(
     buffer_size: int = typer.Option(4, min=1, help="FedBuff: updates per server step."),
     alpha: float = typer.Option(0.6, help="FedAsync mixing weight."),
     server_lr: float = typer.Option(1.5, help="FedBuff server learning rate."),
-    decay_versions: float = typer.Option(100.0, help="Server step decay 1/sqrt(1+v/this); 0 turns it off."),
+    decay_versions: float = typer.Option(50.0, help="Server step decay 1/sqrt(1+v/this); 0 turns it off."),
     steps_by_data: bool = typer.Option(True, help="Local steps per round in proportion to each region's data "
                                        "(FedAvg's local epochs: a big market's round takes longer)."),
     min_round_time: float = typer.Option(0.0, min=0.0, help="Pace every region to at most one round per this "
@@ -40,11 +40,13 @@ def federation(
                                          "trains as fast as its compute allows, re-training its data)."),
     sample_reference: str = typer.Option("running_mean", help="Async sample counts against the running mean "
                                          "(regions count by data) or the buffer's own mean (FedBuff paper)."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="The first seed."),
+    seeds: int = typer.Option(3, min=1, help="Runs on consecutive seeds (fresh workload, split and init); "
+                              "the summary is their mean, with the worst seed beside it."),
 ) -> None:
     """Time to 95% of centralized NDCG@10: synchronous FedAvg against asynchronous FedAsync/FedBuff."""
     from facet.bench.common import write_result
-    from facet.bench.federation import build_setup, run_federation_benchmark
+    from facet.bench.federation import build_setup, run_federation_benchmark, summarize_seeds
     from facet.evaluation.cli import DATASET_MODELS
     from facet.evaluation.datasets import DatasetName, load_events
     from facet.evaluation.split import leave_last_out
@@ -53,14 +55,20 @@ def federation(
         raise typer.BadParameter("--sample-reference must be running_mean or buffer")
     name = DatasetName(dataset)
     config = DATASET_MODELS[name]
-    split = leave_last_out(load_events(name, sessions=sessions, seed=seed + 7), config.feature_space())
-    setup = build_setup(split, config, {slow_region: slowdown}, seed=seed, local_steps=local_steps, codec=codec,
-                        lr=lr, steps_by_data=steps_by_data, min_round_time=min_round_time)
-    result = run_federation_benchmark(setup, central_epochs=central_epochs, sync_rounds=sync_rounds,
-                                      buffer_size=buffer_size, alpha=alpha, server_lr=server_lr,
-                                      decay_versions=decay_versions or None,
-                                      sample_reference=sample_reference)  # type: ignore[arg-type]  # checked above
-    payload = write_result(json_path, result.pop("summary"), dataset=name.value, **result)
+    runs = []
+    for run_seed in range(seed, seed + seeds):
+        console.print(f"seed {run_seed} ({run_seed - seed + 1} of {seeds})")
+        split = leave_last_out(load_events(name, sessions=sessions, seed=run_seed + 7), config.feature_space())
+        setup = build_setup(split, config, {slow_region: slowdown}, seed=run_seed, local_steps=local_steps,
+                            codec=codec, lr=lr, steps_by_data=steps_by_data, min_round_time=min_round_time)
+        result = run_federation_benchmark(setup, central_epochs=central_epochs, sync_rounds=sync_rounds,
+                                          buffer_size=buffer_size, alpha=alpha, server_lr=server_lr,
+                                          decay_versions=decay_versions or None,
+                                          sample_reference=sample_reference)  # type: ignore[arg-type]  # checked above
+        console.print_json(json.dumps(result["summary"], default=str))
+        runs.append({"seed": run_seed, **result})
+    summary = summarize_seeds([run["summary"] for run in runs])
+    payload = write_result(json_path, summary, dataset=name.value, runs=runs)
     _report(json_path, payload)
 
 
