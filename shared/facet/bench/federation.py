@@ -11,6 +11,11 @@ By default each region's local round is in proportion to its data (FedAvg's loca
 market's round takes longer and carries more samples; the asynchronous aggregator measures sample counts
 against their running mean, so small markets reporting often do not outvote it (measured: buffer
 normalisation with the same rounds left the largest region at 0.106 NDCG@10 against 0.161).
+
+Two regimes. By default every region trains as fast as its compute allows, so a small market re-trains
+its few examples many times over the budget (``async_passes_over_data`` in the JSON) and its weight per
+unit of time follows compute, not data: the fastest to the target, and the most prone to over-fit late.
+``min_round_time`` paces regions like trainers fed by a stream, which idle until events arrive.
 """
 
 from __future__ import annotations
