@@ -39,7 +39,7 @@ def federation(
                                          "many time units, as trainers paced by their event stream (0: each "
                                          "trains as fast as its compute allows, re-training its data)."),
     sample_reference: str = typer.Option("running_mean", help="Async sample counts against the running mean "
-                                         "(regions count by samples trained) or the buffer's own mean (FedBuff paper)."),
+                                         "(regions count by samples trained) or the buffer's mean (FedBuff paper)."),
     seed: int = typer.Option(0, help="The first seed."),
     seeds: int = typer.Option(3, min=1, help="Runs on consecutive seeds (fresh workload, split and init); "
                               "the summary is their mean, with the worst seed beside it."),
