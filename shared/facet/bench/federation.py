@@ -9,8 +9,9 @@ Synchronous FedAvg waits for every region each round; the asynchronous modes nev
 
 By default each region's local round is in proportion to its data (FedAvg's local epochs), so a big
 market's round takes longer and carries more samples; the asynchronous aggregator measures sample counts
-against their running mean, so small markets reporting often do not outvote it (measured: buffer
-normalisation with the same rounds left the largest region at 0.106 NDCG@10 against 0.161).
+against their running mean, so a small market's updates weigh by the samples they carry, not by how often
+they arrive (measured: buffer normalisation with the same rounds left the largest region at 0.106 NDCG@10
+against 0.161).
 
 Two regimes. By default every region trains as fast as its compute allows, so a small market re-trains
 its few examples many times over the budget (``async_passes_over_data`` in the JSON) and its weight per

@@ -33,8 +33,8 @@ class AggregationPolicy(BaseModel):
     staleness: StalenessConfig = Field(default_factory=PolynomialStaleness)
     max_staleness: int = Field(default=50, ge=0)
     #: What an update's sample count is measured against: the running mean over applied updates (a
-    #: buffer of small, frequent updates moves the model a small step, so regions count by data, not by
-    #: how often they report) or, as in the FedBuff paper, the buffer's own mean.
+    #: buffer of small, frequent updates moves the model a small step, so regions count by the samples
+    #: they train, not by how often they report) or, as in the FedBuff paper, the buffer's own mean.
     sample_reference: Literal["running_mean", "buffer"] = "running_mean"
     #: The running mean turns into an exponential average over this many updates.
     sample_mean_horizon: int = Field(default=200, ge=1)
