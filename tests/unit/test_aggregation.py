@@ -7,7 +7,6 @@ import torch
 from facet.contracts import ModelUpdate, TrainingMetrics
 from facet.federation.aggregation import (
     WeightedDelta,
-    combine,
     fedasync_step,
     fedasync_weight,
     fedbuff_step,
@@ -127,11 +126,6 @@ def test_running_mean_is_exact_then_exponential() -> None:
         mean = running_mean(mean, count, value, horizon=3)
     assert mean == pytest.approx(20.0)
     assert running_mean(mean, 4, 50, horizon=3) == pytest.approx(30.0)
-
-
-def test_combine_refuses_empty() -> None:
-    with pytest.raises(ValueError):
-        combine([], [])
 
 
 SPEC = spec_of({"w": torch.zeros(4, 3), "b": torch.zeros(3)})

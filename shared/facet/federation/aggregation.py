@@ -60,17 +60,6 @@ def fedbuff_weights(
     return [min(u.num_samples * staleness_weight(u.staleness) / scale, 1.0) for u in updates]
 
 
-def combine(updates: Sequence[WeightedDelta], coefficients: Sequence[float]) -> dict[str, torch.Tensor]:
-    """Σ_k c_k Δ_k, accumulated in place into one buffer per tensor (memory: one model)."""
-    if not updates:
-        raise ValueError("nothing to combine")
-    combined = {name: torch.zeros_like(t) for name, t in updates[0].delta.items()}
-    for update, coefficient in zip(updates, coefficients, strict=True):
-        for name, tensor in update.delta.items():
-            combined[name].add_(tensor, alpha=coefficient)
-    return combined
-
-
 def apply_delta(model: Mapping[str, torch.Tensor], delta: Tensors, scale: float) -> None:
     """w ← w + scale · Δ, in place (an axpy per tensor)."""
     for name, tensor in delta.items():
