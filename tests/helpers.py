@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,12 +15,39 @@ import httpx
 import torch
 from facet.compression.codecs import CodecSpec, encode_delta
 from facet.config import KafkaSettings, TopicSettings
-from facet.contracts import ModelUpdate, TrainingMetrics
+from facet.contracts import GlobalModel, ModelUpdate, TrainingMetrics
+from facet.federation.model_signing import ModelSigner, generate_keypair
 from facet.federation.signing import sign
 from facet.kafka.broker import free_loopback_port
 from facet.model.network import ModelConfig
+from facet.service.auth import hash_api_key
+from facet.service.models import to_bytes
 
 TINY_MODEL = ModelConfig(id_buckets=256, attribute_buckets=64, region_buckets=8, dim=8, max_history=5)
+
+#: The test session's model key pair: the aggregator (or a test acting as it) signs, consumers verify.
+MODEL_PRIVATE_KEY, MODEL_PUBLIC_KEY = generate_keypair()
+MODEL_SIGNER = ModelSigner(MODEL_PRIVATE_KEY)
+
+
+def trust_env(prefix: str) -> dict[str, str]:
+    """Environment for a model consumer (trainer, recommender) that trusts this session's model key."""
+    return {f"{prefix}MODEL_TRUST__PUBLIC_KEYS": json.dumps([MODEL_PUBLIC_KEY])}
+
+
+def api_keys_env(prefix: str, clients: dict[str, tuple[str, str | None, list[str]]]) -> dict[str, str]:
+    """``{client: (key, storefront, scopes)}`` as a service's ``API_KEYS`` setting (digests only)."""
+    document = {name: {"key_sha256": [hash_api_key(key)], "storefront": storefront, "scopes": scopes}
+                for name, (key, storefront, scopes) in clients.items()}
+    return {f"{prefix}API_KEYS": json.dumps(document)}
+
+
+def signed_model(version: int, *, seed: int | None = None, epoch: int = 0, config: ModelConfig = TINY_MODEL,
+                 model_name: str = "facet-recommender") -> GlobalModel:
+    from facet.model.training import new_model
+
+    parameters = to_bytes(new_model(config, seed=version if seed is None else seed).state_dict())
+    return MODEL_SIGNER.sign(GlobalModel(model_name=model_name, epoch=epoch, version=version, parameters=parameters))
 
 
 def model_env(prefix: str, config: ModelConfig = TINY_MODEL) -> dict[str, str]:

@@ -1,18 +1,28 @@
-"""Atomic checkpoints: parameters as safetensors plus JSON metadata (version, applied update ids, the
-running mean of sample counts, the consumed offsets). The metadata file is written last and renamed into
-place, so a crash leaves either the previous checkpoint or the new one, never half of one."""
+"""Atomic checkpoints: parameters as safetensors plus JSON metadata (version, epoch, applied update ids,
+the running mean of sample counts, the robustness guard's history, the consumed offsets).
+
+Each checkpoint is a pair ``model-v<N>.safetensors`` + ``checkpoint-v<N>.json``, the metadata written
+last; both go through :func:`facet.storage.write_atomically` (fsync of file and directory). ``latest.json``
+names the newest, but loading never trusts it alone: when it or its model is missing, truncated or does
+not match its sha256, the newest checkpoint that does verify is used and the log says why the others
+were skipped. A failed write (disk full) raises and leaves every earlier checkpoint in place.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from facet.errors import PoisonMessageError
 from facet.federation.server import AggregatorState
+from facet.logging import get_logger
 from facet.service.models import from_bytes, to_bytes
+from facet.storage import write_atomically
+
+log = get_logger(__name__)
 
 LATEST = "latest.json"
 
@@ -24,44 +34,54 @@ class Checkpoint:
     offsets: dict[int, int]
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
-
-
 def save(directory: Path, state: AggregatorState, offsets: dict[int, int], keep: int = 3) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     blob = to_bytes(state.parameters)
     name = f"model-v{state.version:08d}.safetensors"
-    _write_atomically(directory / name, blob)
+    write_atomically(directory / name, blob)
     metadata = {
         "version": state.version,
+        "epoch": state.epoch,
         "parameters": name,
         "sha256": hashlib.sha256(blob).hexdigest(),
         "applied_ids": list(state.applied_ids.items()),
         "pending_contributors": state.pending_contributors,
         "mean_samples": state.mean_samples,
         "samples_counted": state.samples_counted,
+        "guard_history": state.guard_history,
         "offsets": {str(p): o for p, o in offsets.items()},
     }
-    _write_atomically(directory / LATEST, json.dumps(metadata).encode())
-    for old in sorted(directory.glob("model-v*.safetensors"))[:-keep]:
-        old.unlink(missing_ok=True)
+    encoded = json.dumps(metadata).encode()
+    write_atomically(directory / f"checkpoint-v{state.version:08d}.json", encoded)
+    write_atomically(directory / LATEST, encoded)
+    _prune(directory, keep)
     return directory / name
 
 
+def _prune(directory: Path, keep: int) -> None:
+    for pattern in ("checkpoint-v*.json", "model-v*.safetensors"):
+        for old in sorted(directory.glob(pattern))[:-keep]:
+            old.unlink(missing_ok=True)
+
+
 def load(directory: Path) -> Checkpoint | None:
-    latest = directory / LATEST
-    if not latest.exists():
-        return None
-    metadata = json.loads(latest.read_text())
-    blob = (directory / metadata["parameters"]).read_bytes()
+    """The newest checkpoint that verifies, or None when there is none at all."""
+    candidates = [directory / LATEST, *sorted(directory.glob("checkpoint-v*.json"), reverse=True)]
+    for path in candidates:
+        if not path.exists():
+            continue
+        try:
+            return _read(directory, path)
+        except (OSError, ValueError, KeyError, TypeError, PoisonMessageError) as error:
+            log.warning("checkpoint_skipped", path=path.name, error=f"{type(error).__name__}: {error}"[:300])
+    return None
+
+
+def _read(directory: Path, path: Path) -> Checkpoint:
+    metadata = json.loads(path.read_text())
+    blob = (directory / Path(metadata["parameters"]).name).read_bytes()
     if hashlib.sha256(blob).hexdigest() != metadata["sha256"]:
-        raise RuntimeError(f"checkpoint {metadata['parameters']} does not match its sha256")
+        raise ValueError(f"{metadata['parameters']} does not match its sha256")
     state = AggregatorState(
         parameters=from_bytes(blob),
         version=int(metadata["version"]),
@@ -70,5 +90,8 @@ def load(directory: Path) -> Checkpoint | None:
         # Checkpoints written before the running mean existed restart it from the next update.
         mean_samples=metadata.get("mean_samples"),
         samples_counted=int(metadata.get("samples_counted", 0)),
+        epoch=int(metadata.get("epoch", 0)),
+        guard_history=dict(metadata.get("guard_history", {})),
     )
+    log.info("checkpoint_loaded", path=path.name, version=state.version, epoch=state.epoch)
     return Checkpoint(state, {int(p): int(o) for p, o in metadata["offsets"].items()})

@@ -12,3 +12,7 @@ AGGREGATION_SECONDS = Histogram("facet_aggregator_aggregation_seconds", "Time to
 BUFFER_FILL = Gauge("facet_aggregator_buffer_fill", "Updates waiting in the FedBuff buffer")
 BROADCASTS = Counter("facet_aggregator_broadcasts_total", "Global models broadcast", ["transport"])
 CHECKPOINTS = Counter("facet_aggregator_checkpoints_total", "Checkpoints written")
+UPDATES_BOUNDED = Counter("facet_aggregator_updates_bounded_total",
+                          "Applied updates whose claimed samples or influence were cut down, by bound", ["bound"])
+CHECKPOINT_FAILURES = Counter("facet_aggregator_state_write_failures_total",
+                              "Checkpoints or artifacts that could not be written (the last good state is kept)")

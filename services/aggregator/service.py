@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from pathlib import Path
 
 import torch
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import GlobalModel, ModelUpdate
@@ -31,7 +32,8 @@ from facet.logging import get_logger
 from facet.model.training import new_model
 from facet.service.health import Health
 from facet.service.http import add_probe_routes, serve
-from facet.service.models import from_bytes, to_bytes, write_artifact
+from facet.service.models import artifact_name, from_bytes, prune_artifacts, to_bytes, write_artifact
+from facet.service.supervision import TaskSupervisor
 from facet_aggregator import checkpoint
 from facet_aggregator import metrics as m
 from facet_aggregator.settings import AggregatorSettings
@@ -39,6 +41,14 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
 
 log = get_logger(__name__)
+
+_ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\.safetensors$")
+
+
+def new_epoch(previous: int) -> int:
+    """A generation newer than any before it: wall-clock milliseconds, and never below the last one + 1
+    (a wiped or restored aggregator still moves the fleet forward, whatever its version)."""
+    return max(previous + 1, time.time_ns() // 1_000_000)
 
 
 def initial_state(settings: AggregatorSettings) -> AggregatorState:
@@ -71,8 +81,10 @@ class AggregatorService:
         self.topics = topics
         restored = checkpoint.load(settings.checkpoint_dir)
         state = restored.state if restored else initial_state(settings)
+        state.epoch = new_epoch(state.epoch)
+        self.signer = settings.signer()
         self.safe_offsets: dict[int, int] = dict(restored.offsets) if restored else {}
-        self.aggregator = Aggregator(state, settings.policy, settings.keys())
+        self.aggregator = Aggregator(state, settings.policy, settings.keys(), settings.trainer_regions())
         self.health = Health()
         self.health.set("partitions_assigned", False)
         self.health.set("model_broadcast", False)
@@ -91,6 +103,7 @@ class AggregatorService:
         log.info(
             "aggregator_state",
             version=state.version,
+            epoch=state.epoch,
             restored=restored is not None,
             offsets=self.safe_offsets,
             mode=settings.policy.mode,
@@ -101,13 +114,13 @@ class AggregatorService:
         return self.settings.checkpoint_dir / "artifacts"
 
     def http_app(self) -> FastAPI:
-        app = FastAPI(title="Facet aggregator", version="1")
+        app = FastAPI(title="Facet aggregator", version="1", **self.settings.fastapi_options())
         add_probe_routes(app, self.health)
 
         @app.get("/v1/artifacts/{name}", tags=["models"], summary="A global model too large for one message")
         async def artifact(name: str) -> FileResponse:
             path = self.artifact_dir / name
-            if "/" in name or not name.endswith(".safetensors") or not path.exists():
+            if not _ARTIFACT_NAME.fullmatch(name) or not path.is_file():
                 raise HTTPException(404, "no such artifact")
             return FileResponse(path, media_type="application/octet-stream")
 
@@ -115,6 +128,7 @@ class AggregatorService:
         async def status() -> dict[str, object]:
             return {
                 "version": self.aggregator.state.version,
+                "epoch": self.aggregator.state.epoch,
                 "buffer_fill": self.aggregator.buffer_fill,
                 "mode": self.settings.policy.mode,
             }
@@ -123,9 +137,9 @@ class AggregatorService:
 
     async def run(self, shutdown: ShutdownSignal) -> None:
         stop_http = asyncio.Event()
-        http_task = asyncio.create_task(
-            serve(self.http_app(), self.settings.http_host, self.settings.http_port, stop_http)
-        )
+        supervisor = TaskSupervisor(self.health, shutdown)
+        supervisor.start("http", serve(self.http_app(), self.settings.http_host, self.settings.http_port, stop_http,
+                                       limit_concurrency=self.settings.http_limit_concurrency))
         await self.producer.start()
         self.consumer.subscribe([self.topics.updates], listener=_SeekToCheckpoint(self))
         await self.consumer.start()
@@ -146,41 +160,50 @@ class AggregatorService:
             await self.consumer.stop()  # leaves the group
             await self.producer.stop()  # flushes
             stop_http.set()
-            await http_task
+            await supervisor.wait()
             log.info("aggregator_stopped", version=self.aggregator.state.version)
 
     async def _process(self, record: ConsumerRecord) -> None:
+        """One record, whatever its bytes: applied, buffered, or dead-lettered with its reason. Never raises
+        for the record's sake, so the loop moves past it and its offset is committed with the rest."""
         started = time.perf_counter()
         try:
             update = wire.decode(record.value, ModelUpdate)
+            # Decoding and the axpy run in a worker thread: the loop keeps heartbeating.
+            outcome: Outcome = await asyncio.to_thread(self.aggregator.handle, update)
         except PoisonMessageError as error:
-            m.UPDATES_REJECTED.labels(error.reason).inc()
-            await self.dlq.publish(
-                error,
-                value=record.value,
-                key=record.key,
-                source_topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-            )
+            await self._dead_letter(error, record)
             return
-        # Decoding and the axpy run in a worker thread: the loop keeps heartbeating.
-        outcome: Outcome = await asyncio.to_thread(self.aggregator.handle, update)
+        except Exception as unexpected:  # a bug must not halt federation: keep the record, say why, move on
+            log.exception("update_failed", offset=record.offset)
+            await self._dead_letter(PoisonMessageError("unexpected", f"{type(unexpected).__name__}: {unexpected}"),
+                                    record)
+            return
         m.AGGREGATION_SECONDS.observe(time.perf_counter() - started)
         m.BUFFER_FILL.set(self.aggregator.buffer_fill)
         bound = log.bind(
             update_id=update.update_id, region=update.region, base_version=update.base_version, offset=record.offset
         )
         if outcome.status == "rejected":
-            m.UPDATES_REJECTED.labels(outcome.reason or "unknown").inc()
             bound.warning("update_rejected", reason=outcome.reason, detail=outcome.detail[:200])
+            await self._dead_letter(PoisonMessageError(outcome.reason or "unknown", outcome.detail), record)
             return
-        m.UPDATES_APPLIED.labels(update.region).inc()
+        if outcome.clipped:
+            m.UPDATES_BOUNDED.labels(outcome.clipped).inc()
+        m.UPDATES_APPLIED.labels(self.aggregator.region_label(update)).inc()
         if outcome.staleness is not None:
             m.STALENESS.observe(outcome.staleness)
         if outcome.new_version is not None:
             m.GLOBAL_VERSION.set(outcome.new_version)
             bound.info("global_model_advanced", version=outcome.new_version, staleness=outcome.staleness)
+
+    async def _dead_letter(self, error: PoisonMessageError, record: ConsumerRecord) -> None:
+        m.UPDATES_REJECTED.labels(error.reason).inc()
+        try:
+            await self.dlq.publish(error, value=record.value, key=record.key, source_topic=record.topic,
+                                   partition=record.partition, offset=record.offset)
+        except Exception as exc:  # the counter and this log still say it; the loop must go on
+            log.warning("dead_letter_failed", error=str(exc)[:200], offset=record.offset)
 
     async def _maybe_checkpoint_and_broadcast(self, final: bool = False) -> None:
         state = self.aggregator.state
@@ -202,14 +225,20 @@ class AggregatorService:
         else:
             offsets = dict(self.positions)
             self.safe_offsets = dict(offsets)
-        await asyncio.to_thread(
-            checkpoint.save, self.settings.checkpoint_dir, state, offsets, self.settings.checkpoints_kept
-        )
+        try:
+            await asyncio.to_thread(
+                checkpoint.save, self.settings.checkpoint_dir, state, offsets, self.settings.checkpoints_kept
+            )
+        except OSError as error:  # disk full, volume gone: keep the last good checkpoint, commit nothing, retry
+            m.CHECKPOINT_FAILURES.inc()
+            self.health.set("checkpoint_written", False)
+            self.last_checkpoint = time.monotonic()
+            log.error("checkpoint_failed", version=state.version, error=str(error)[:300])
+            return
+        self.health.set("checkpoint_written", True)
         m.CHECKPOINTS.inc()
         self.checkpointed_version = state.version
         if offsets:
-            from aiokafka.structs import OffsetAndMetadata
-
             await self.consumer.commit(
                 {TopicPartition(self.topics.updates, p): OffsetAndMetadata(o, "") for p, o in offsets.items()}
             )
@@ -232,25 +261,24 @@ class AggregatorService:
         blob = await asyncio.to_thread(to_bytes, state.parameters)
         contributors = tuple(state.pending_contributors[-10_000:])
         if len(blob) <= self.settings.inline_model_max_bytes:
-            message = GlobalModel(
-                model_name=self.settings.model_name,
-                version=state.version,
-                parameters=blob,
-                contributing_updates=contributors,
-            )
+            message = GlobalModel(model_name=self.settings.model_name, epoch=state.epoch, version=state.version,
+                                  parameters=blob, contributing_updates=contributors)
             transport = "inline"
         else:
             base = self.settings.artifact_base_url or f"http://127.0.0.1:{self.settings.http_port}/v1/artifacts"
-            pointer = await asyncio.to_thread(
-                write_artifact, self.artifact_dir, self.settings.model_name, state.version, blob, base
-            )
-            message = GlobalModel(
-                model_name=self.settings.model_name,
-                version=state.version,
-                artifact=pointer,
-                contributing_updates=contributors,
-            )
+            name = artifact_name(self.settings.model_name, state.version, state.epoch)
+            try:
+                pointer = await asyncio.to_thread(write_artifact, self.artifact_dir, name, blob, base)
+                await asyncio.to_thread(prune_artifacts, self.artifact_dir, self.settings.artifacts_kept)
+            except OSError as error:  # disk full: no broadcast this time; the next attempt retries
+                m.CHECKPOINT_FAILURES.inc()
+                log.error("artifact_write_failed", version=state.version, error=str(error)[:300])
+                self.last_broadcast = time.monotonic()
+                return
+            message = GlobalModel(model_name=self.settings.model_name, epoch=state.epoch, version=state.version,
+                                  artifact=pointer, contributing_updates=contributors)
             transport = "artifact"
+        message = self.signer.sign(message)
         await self.producer.send_and_wait(
             self.topics.models,
             wire.encode(message),

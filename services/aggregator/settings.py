@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from facet.config import validate_region
+from facet.errors import ConfigurationError
+from facet.federation.model_signing import ModelSigner
 from facet.federation.server import AggregationPolicy
 from facet.model.network import ModelConfig
+from facet.service.http import HttpServing
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 
-class AggregatorSettings(BaseSettings):
+class AggregatorSettings(HttpServing):
     model_config = SettingsConfigDict(env_prefix="FACET_AGGREGATOR_", env_nested_delimiter="__", extra="ignore")
 
     model_name: str = "facet-recommender"
@@ -32,10 +36,15 @@ class AggregatorSettings(BaseSettings):
     #: Larger models go out as a pointer to an artifact served by this aggregator.
     inline_model_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     artifact_base_url: str | None = None
-    #: Trainer id → HMAC key, as JSON (from a mounted secret in production).
+    #: Artifacts kept on disk (older ones are deleted: consumers only ever want the newest).
+    artifacts_kept: int = Field(default=5, ge=1)
+    #: Trainer id → HMAC key, or → {"key": ..., "region": ...} to bind the id to a region explicitly
+    #: (otherwise the region its id names, trainer-<region>), as JSON from a mounted secret.
     trainer_keys: SecretStr | None = None
     trainer_keys_file: Path | None = None
-    http_host: str = "0.0.0.0"
+    #: Ed25519 private key (64 hex characters) that signs every broadcast; consumers hold its public key.
+    model_signing_key: SecretStr | None = None
+    model_signing_key_file: Path | None = None
     http_port: int = Field(default=8082, ge=0, le=65535)
     max_poll_records: int = Field(default=64, ge=1)
 
@@ -44,12 +53,38 @@ class AggregatorSettings(BaseSettings):
         if self.policy.require_signatures and self.trainer_keys is None and self.trainer_keys_file is None:
             raise ValueError("require_signatures needs trainer_keys or trainer_keys_file (refusing unsigned mode "
                              "by default; set policy.require_signatures=false only for experiments)")
+        if self.model_signing_key is None and self.model_signing_key_file is None:
+            raise ValueError("model_signing_key (or model_signing_key_file) is required: every broadcast is signed "
+                             "(`facet keys model` makes a key pair)")
         return self
 
-    def keys(self) -> dict[str, bytes]:
+    def _trainer_document(self) -> dict[str, object]:
         raw = "{}"
         if self.trainer_keys_file is not None:
             raw = self.trainer_keys_file.read_text()
         elif self.trainer_keys is not None:
             raw = self.trainer_keys.get_secret_value()
-        return {trainer: key.encode() for trainer, key in json.loads(raw).items()}
+        document = json.loads(raw)
+        if not isinstance(document, dict):
+            raise ConfigurationError("trainer_keys must be a JSON object of trainer id → key")
+        return document
+
+    def keys(self) -> dict[str, bytes]:
+        keys = {}
+        for trainer, value in self._trainer_document().items():
+            key = value.get("key") if isinstance(value, dict) else value
+            if not isinstance(key, str) or not key:
+                raise ConfigurationError(f"trainer {trainer!r} has no key")
+            keys[trainer] = key.encode()
+        return keys
+
+    def trainer_regions(self) -> dict[str, str]:
+        """Explicit bindings; ids without one are bound to the region their id names."""
+        return {trainer: validate_region(str(value["region"])) for trainer, value in self._trainer_document().items()
+                if isinstance(value, dict) and "region" in value}
+
+    def signer(self) -> ModelSigner:
+        if self.model_signing_key_file is not None:
+            return ModelSigner(self.model_signing_key_file.read_text().strip())
+        assert self.model_signing_key is not None  # the validator guarantees one source
+        return ModelSigner(self.model_signing_key.get_secret_value())

@@ -10,6 +10,7 @@ from facet.kafka.shutdown import ShutdownSignal
 from facet.logging import get_logger
 from facet.service.health import Health
 from facet.service.http import serve
+from facet.service.supervision import TaskSupervisor
 from facet_ingest.app import create_app
 from facet_ingest.publisher import EventPublisher
 from facet_ingest.settings import IngestSettings
@@ -29,7 +30,9 @@ async def run_ingest(settings: IngestSettings, kafka: KafkaSettings, topics: Top
     await producer.start()
     publisher.connected = True
     health.set("producer_connected", True)
-    server = asyncio.create_task(serve(app, settings.http_host, settings.http_port, stop))
+    supervisor = TaskSupervisor(health, shutdown)
+    supervisor.start("http", serve(app, settings.http_host, settings.http_port, stop,
+                                   limit_concurrency=settings.http_limit_concurrency))
 
     async def watch() -> None:
         while not shutdown.requested:
@@ -37,13 +40,14 @@ async def run_ingest(settings: IngestSettings, kafka: KafkaSettings, topics: Top
             health.set("producer_connected", publisher.connected or await _broker_answers(producer))
             await shutdown.wait(1.0)
 
-    watcher = asyncio.create_task(watch())
+    supervisor.start("broker_watch", watch())
     await shutdown.wait()
     stop.set()  # stop accepting requests; uvicorn finishes the ones in flight
-    await server
-    await watcher
-    await producer.stop()  # flushes whatever is still buffered
-    log.info("ingest_stopped")
+    try:
+        await supervisor.wait()
+    finally:
+        await producer.stop()  # flushes whatever is still buffered
+        log.info("ingest_stopped")
 
 
 async def _broker_answers(producer: object) -> bool:

@@ -5,11 +5,15 @@ import time
 from typing import Annotated
 
 from facet.contracts import ItemAttributes, ShortId
+from facet.service.auth import ApiClient, Scope
 from facet.service.health import Health
 from facet.service.http import add_probe_routes
 from facet_recommender.settings import RecommenderSettings
-from facet_recommender.state import RegionalState
-from fastapi import FastAPI, HTTPException, Query
+from facet_recommender.state import CatalogueFull, RegionalState
+from fastapi import Depends, FastAPI, HTTPException, Query
+from limits import parse as parse_rate
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, Field
 
@@ -18,6 +22,9 @@ ONLINE_NDCG = Gauge("facet_recommender_online_ndcg10",
                     ["region"])
 MODEL_VERSION = Gauge("facet_recommender_model_version", "Global model version being served", ["region"])
 REQUESTS = Counter("facet_recommender_requests_total", "Recommendation requests", ["strategy"])
+EVENTS_REJECTED = Counter("facet_recommender_events_rejected_total", "Region events not learned from, by reason",
+                          ["reason"])
+ITEMS_REFUSED = Counter("facet_recommender_items_refused_total", "Item announcements refused", ["reason"])
 LATENCY = Histogram("facet_recommender_request_seconds", "Recommendation latency",
                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
 
@@ -51,8 +58,13 @@ class SessionRequest(BaseModel):
 
 
 def create_app(settings: RecommenderSettings, state: RegionalState, health: Health) -> FastAPI:
-    app = FastAPI(title=f"Facet recommender ({settings.region})", version="1")
+    app = FastAPI(title=f"Facet recommender ({settings.region})", version="1", **settings.fastapi_options())
     add_probe_routes(app, health)
+    keys = settings.keyring()
+    reader = Depends(keys.dependency(Scope.RECOMMENDATIONS_READ))
+    writer = Depends(keys.dependency(Scope.CATALOGUE_WRITE))
+    announcements = MovingWindowRateLimiter(MemoryStorage())
+    announcement_rate = parse_rate(f"{settings.item_announcements_per_minute:g}/minute")
 
     def respond(shopper: str | None, history: list[int], k: int, exclude: set[int]) -> Recommendations:
         started = time.perf_counter()
@@ -71,24 +83,34 @@ def create_app(settings: RecommenderSettings, state: RegionalState, health: Heal
              responses={503: {}}, summary="Top-K for a known shopper (items already bought are left out)")
     async def for_shopper(
         shopper: Annotated[str, Query(min_length=1, max_length=128)],
+        client: Annotated[ApiClient, reader],
         k: Annotated[int, Query(ge=1, le=1000)] = 10,
     ) -> Recommendations:
-        history = list(state.history.get(shopper, ()))
-        return respond(shopper, history, k, set(state.purchases.get(shopper, ())))
+        history, purchases = state.shopper_view(shopper, client.storefront)
+        return respond(shopper, history, k, purchases)
 
     @app.post("/v1/recommendations", response_model=Recommendations, tags=["recommendations"],
               responses={503: {}}, summary="Top-K for an anonymous session's recent items")
-    async def for_session(request: SessionRequest) -> Recommendations:
+    async def for_session(request: SessionRequest, client: Annotated[ApiClient, reader]) -> Recommendations:
         index = state.catalogue.index
         history = [index[i] for i in request.recent_items if i in index]
         exclude = {index[i] for i in request.exclude if i in index}
         return respond(None, history, request.k, exclude)
 
-    @app.post("/v1/items", status_code=201, tags=["catalogue"], summary="Announce a new item with attributes")
-    async def announce(item: NewItem) -> dict[str, object]:
+    @app.post("/v1/items", status_code=201, tags=["catalogue"], summary="Announce a new item with attributes",
+              responses={409: {}, 429: {}})
+    async def announce(item: NewItem, client: Annotated[ApiClient, writer]) -> dict[str, object]:
         if item.price is not None and item.currency is None:
             raise HTTPException(422, "price needs a currency")
-        position = state.announce_item(item.item_id, item.attributes, item.price, item.currency)
+        if not announcements.hit(announcement_rate, client.name):
+            ITEMS_REFUSED.labels("rate_limited").inc()
+            raise HTTPException(429, f"at most {settings.item_announcements_per_minute:g} announcements a minute",
+                                headers={"Retry-After": "60"})
+        try:
+            position = state.announce_item(item.item_id, item.attributes, item.price, item.currency)
+        except CatalogueFull as full:
+            ITEMS_REFUSED.labels("catalogue_full").inc()
+            raise HTTPException(409, str(full)) from full
         return {"item_id": item.item_id, "catalogue_size": len(state.catalogue), "position": position}
 
     return app

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from facet.config import validate_region
 from facet.model.network import ModelConfig
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from facet.service.auth import ApiKeySettings
+from facet.service.http import HttpServing
+from facet.service.model_feed import ModelTrustSettings
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
 
-class RecommenderSettings(BaseSettings):
+class RecommenderSettings(HttpServing, ApiKeySettings):
     model_config = SettingsConfigDict(env_prefix="FACET_RECOMMENDER_", env_nested_delimiter="__", extra="ignore")
 
     region: str
@@ -23,10 +26,19 @@ class RecommenderSettings(BaseSettings):
     #: Trend counts halve after this many events in the region.
     trend_half_life_events: float = Field(default=20_000, gt=0)
     max_k: int = Field(default=100, ge=1, le=1000)
-    http_host: str = "0.0.0.0"
+    #: Item announcements (POST /v1/items) per catalogue-writer key per minute.
+    item_announcements_per_minute: float = Field(default=600, gt=0)
+    model_trust: ModelTrustSettings = Field(default_factory=ModelTrustSettings)
     http_port: int = Field(default=8081, ge=0, le=65535)
 
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
         return validate_region(value)
+
+    @model_validator(mode="after")
+    def _trusted(self) -> RecommenderSettings:
+        self.model_trust.check()
+        if self.api_keys is None and self.api_keys_file is None:
+            raise ValueError("set api_keys or api_keys_file: the recommender never runs open")
+        return self

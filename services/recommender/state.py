@@ -15,6 +15,10 @@ from facet.model.network import ModelConfig, SequenceRecommender
 from facet.model.training import catalogue_tensors, score_histories
 
 
+class CatalogueFull(Exception):
+    """The catalogue is at ``max_items``: a new item would grow memory without bound."""
+
+
 @dataclass(frozen=True)
 class ServingModel:
     version: int
@@ -45,6 +49,8 @@ class RegionalState:
         self.max_items = max_items
         self.history: OrderedDict[str, deque[int]] = OrderedDict()
         self.purchases: dict[str, set[int]] = {}
+        #: The storefront each remembered shopper was last seen on: only that storefront's keys read them.
+        self.storefronts: dict[str, str] = {}
         self.trend = np.zeros(1024, dtype=np.float64)
         self._trend_decay = math.exp(math.log(0.5) / trend_half_life)
         self._trend_scale = 1.0
@@ -69,8 +75,10 @@ class RegionalState:
             if len(self.history) > self.max_shoppers:
                 evicted, _ = self.history.popitem(last=False)
                 self.purchases.pop(evicted, None)
+                self.storefronts.pop(evicted, None)
         else:
             self.history.move_to_end(event.shopper_id)
+        self.storefronts[event.shopper_id] = event.storefront
         if not recent or recent[-1] != item:
             recent.append(item)
         if event.event_type is EventType.PURCHASE:
@@ -80,8 +88,19 @@ class RegionalState:
         self._bump_trend(item, {"view": 1.0, "search": 1.0, "cart": 3.0, "purchase": 5.0}[event.event_type.value])
 
     def announce_item(self, item_id: str, attributes: ItemAttributes, price: float | None, currency: str | None) -> int:
-        """A brand-new item with attributes: rankable at once, before anyone has touched it."""
+        """A brand-new item with attributes: rankable at once, before anyone has touched it.
+
+        Raises :class:`CatalogueFull` when a new id would pass ``max_items`` (re-announcing is fine)."""
+        if item_id not in self.catalogue.index and len(self.catalogue) >= self.max_items:
+            raise CatalogueFull(f"the catalogue holds its maximum of {self.max_items} items")
         return self.catalogue.add(item_id, attributes, price, currency)
+
+    def shopper_view(self, shopper: str, storefront: str | None) -> tuple[list[int], set[int]]:
+        """(recent items, purchases) of a shopper as one storefront may see them: a shopper last seen on
+        another storefront looks exactly like an unknown one, so a key learns nothing it does not own."""
+        if storefront is None or self.storefronts.get(shopper) != storefront:
+            return [], set()
+        return list(self.history.get(shopper, ())), set(self.purchases.get(shopper, ()))
 
     def _bump_trend(self, item: int, weight: float) -> None:
         # Exponential decay without touching every count: grow the scale of new mass instead.

@@ -23,16 +23,18 @@ from facet.errors import PoisonMessageError
 from facet.federation.client import LocalLearner
 from facet.federation.privacy import PrivacyLedger
 from facet.federation.signing import sign
+from facet.federation.validation import spec_of
 from facet.kafka.clients import make_consumer, make_producer
 from facet.kafka.dlq import DeadLetterPublisher
 from facet.kafka.lag import consumer_lag
 from facet.kafka.shutdown import ShutdownSignal
 from facet.logging import get_logger
 from facet.model.features import ItemCatalogue
-from facet.model.training import Windows
+from facet.model.training import Windows, new_model
 from facet.service.health import Health
 from facet.service.http import add_probe_routes, serve
-from facet.service.model_feed import follow_models
+from facet.service.model_feed import ModelGate, follow_models
+from facet.service.supervision import TaskSupervisor
 from facet_trainer import metrics as m
 from facet_trainer.settings import TrainerSettings
 from facet_trainer.window import TrainingWindow
@@ -91,7 +93,7 @@ class TrainerService:
         self.log = log.bind(region=self.region, replica=settings.replica_id)
 
     def http_app(self) -> FastAPI:
-        app = FastAPI(title=f"Facet trainer ({self.region})", version="1")
+        app = FastAPI(title=f"Facet trainer ({self.region})", version="1", **self.settings.fastapi_options())
         add_probe_routes(app, self.health)
 
         @app.get("/v1/status", tags=["training"])
@@ -103,21 +105,25 @@ class TrainerService:
         return app
 
     async def on_model(self, parameters: dict[str, torch.Tensor], model: GlobalModel) -> None:
-        self.newest_version = max(self.newest_version, model.version)
+        self.newest_version = model.version  # the feed hands over only newer generations
         async with self.lock:
-            if self.learner.load_global(parameters, model.version):
+            if self.learner.load_global(parameters, model.version, model.epoch):
                 m.BASE_VERSION.labels(self.region).set(model.version)
                 self.health.set("model_loaded", True)
-                self.log.info("rebased", version=model.version)
+                self.log.info("rebased", epoch=model.epoch, version=model.version)
 
     async def run(self, shutdown: ShutdownSignal) -> None:
         stop = asyncio.Event()
-        http_task = asyncio.create_task(serve(self.http_app(), self.settings.http_host, self.settings.http_port, stop))
-        feed = asyncio.create_task(
-            follow_models(self.kafka, self.topics.models, self.settings.model_name, self.on_model, stop)
-        )
+        supervisor = TaskSupervisor(self.health, shutdown)
+        gate = ModelGate(self.settings.model_name, self.settings.model_trust,
+                         spec_of(new_model(self.settings.model).state_dict()))
         await self.producer.start()
         await self.dlq_producer.start()
+        model_dlq = DeadLetterPublisher(self.producer, self.topics.dead_letter, f"trainer-{self.region}")
+        supervisor.start("http", serve(self.http_app(), self.settings.http_host, self.settings.http_port, stop,
+                                       limit_concurrency=self.settings.http_limit_concurrency))
+        supervisor.start("models", follow_models(self.kafka, self.topics.models, gate, self.on_model, stop,
+                                                 model_dlq))
         self.consumer.subscribe([self.topic], listener=_DrainOnRevoke(self))
         await self.consumer.start()
         try:
@@ -150,22 +156,28 @@ class TrainerService:
             await self.flush(reason="shutdown")
             await self.consumer.stop()  # leaves the group: the sibling takes over at once
             stop.set()
-            await asyncio.gather(feed, http_task, return_exceptions=True)
+            await supervisor.wait()
             await self.producer.stop()
             await self.dlq_producer.stop()
             self.log.info("trainer_stopped", updates_sent=self.updates_sent)
 
     async def _ingest(self, record: object) -> None:
+        """One record, whatever its bytes: into the window, or dead-lettered with its reason (then committed
+        with the rest, so it is never read again)."""
         value = getattr(record, "value", None)
         try:
             event = wire.decode(value, BehaviourEvent)
             if event.region != self.region:
                 raise PoisonMessageError("wrong_region", f"{event.region} event on {self.topic}")
-        except PoisonMessageError as error:
-            await self.dlq.publish(error, value=value, key=getattr(record, "key", None), source_topic=self.topic,
-                                   partition=getattr(record, "partition", -1), offset=getattr(record, "offset", -1))
+            self.window.add(event, self.region_bucket)
             return
-        self.window.add(event, self.region_bucket)
+        except PoisonMessageError as poison:
+            error = poison
+        except Exception as unexpected:  # a bug must not stall the region: keep the record and say why
+            error = PoisonMessageError("unexpected", f"{type(unexpected).__name__}: {unexpected}")
+            self.log.exception("event_failed", offset=getattr(record, "offset", None))
+        await self.dlq.publish(error, value=value, key=getattr(record, "key", None), source_topic=self.topic,
+                               partition=getattr(record, "partition", -1), offset=getattr(record, "offset", -1))
 
     async def _train_in_background(self) -> None:
         """Train the pending examples in a worker thread while the loop fetches and decodes the next ones.

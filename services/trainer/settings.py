@@ -9,11 +9,13 @@ from facet.compression.codecs import CodecSpec
 from facet.config import validate_region
 from facet.federation.privacy import PrivacySettings
 from facet.model.network import ModelConfig
+from facet.service.http import HttpServing
+from facet.service.model_feed import ModelTrustSettings
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 
-class TrainerSettings(BaseSettings):
+class TrainerSettings(HttpServing):
     model_config = SettingsConfigDict(env_prefix="FACET_TRAINER_", env_nested_delimiter="__", extra="ignore")
 
     region: str
@@ -36,7 +38,7 @@ class TrainerSettings(BaseSettings):
     replay_examples: int = Field(default=8_192, ge=0, le=1_000_000)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     signing_key: SecretStr | None = None
-    http_host: str = "0.0.0.0"
+    model_trust: ModelTrustSettings = Field(default_factory=ModelTrustSettings)
     http_port: int = Field(default=8083, ge=0, le=65535)
 
     @field_validator("region")
@@ -57,4 +59,5 @@ class TrainerSettings(BaseSettings):
             self.group_id = f"facet-trainer-{self.region}"
         if self.signing_key is None:
             raise ValueError("signing_key is required: the aggregator rejects unsigned updates")
+        self.model_trust.check()
         return self

@@ -65,6 +65,33 @@ def broker(
     typer.echo("embedded broker stopped")
 
 
+keys_app = typer.Typer(help="Make keys for a deployment.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("model")
+def keys_model() -> None:
+    """An Ed25519 key pair for model broadcasts: the private key for the aggregator only
+    (FACET_AGGREGATOR_MODEL_SIGNING_KEY), the public key for every consumer (..._MODEL_TRUST__PUBLIC_KEYS)."""
+    from facet.federation.model_signing import generate_keypair
+
+    private, public = generate_keypair()
+    typer.echo(f"private (aggregator only): {private}")
+    typer.echo(f"public (trainers, recommenders): {public}")
+
+
+@keys_app.command("api")
+def keys_api() -> None:
+    """A new API key and the sha256 digest to configure (the key itself is never stored by a service)."""
+    import secrets
+
+    from facet.service.auth import hash_api_key
+
+    key = secrets.token_urlsafe(32)
+    typer.echo(f"key (give to the client): {key}")
+    typer.echo(f"sha256 (configure in the service): {hash_api_key(key)}")
+
+
 @topics_app.command("create")
 def topics_create(
     regions: str = typer.Option(",".join(DEFAULT_REGIONS), help="Comma-separated region codes."),
@@ -105,12 +132,16 @@ def _run_service(coroutine_factory: object) -> None:
     from pydantic import ValidationError
 
     from facet.errors import ConfigurationError
+    from facet.service.supervision import TaskFailedError
 
     try:
         asyncio.run(coroutine_factory())  # type: ignore[operator]
     except (ValidationError, ConfigurationError) as error:
         typer.echo(f"configuration error: {error}", err=True)
         raise typer.Exit(2) from error
+    except TaskFailedError as error:  # drained like a SIGTERM, but the supervisor must restart us
+        typer.echo(f"stopped after a failure: {error}", err=True)
+        raise typer.Exit(1) from error
 
 
 @app.command()

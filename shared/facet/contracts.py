@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from facet.config import validate_region
 
@@ -23,6 +23,48 @@ RegionCode = Annotated[str, Field(min_length=2, max_length=32)]
 MAX_UPDATE_PAYLOAD_BYTES = 64 * 1024 * 1024
 #: Upper bound on inline model parameters; larger models travel as an artifact pointer.
 MAX_INLINE_MODEL_BYTES = 256 * 1024 * 1024
+
+
+class TimeWindow(BaseModel):
+    """Which timestamps are plausible. Anything read from outside is checked against one, so a hostile
+    date (year 1, year 9999, an offset that overflows UTC) is a validation error, never an exception.
+
+    The default is absolute (no storefront Facet serves has data from before 2000; a clock a day ahead
+    is broken); a service narrows it around now by passing ``{"time_window": ...}`` as the validation
+    context (ingest: ``max_event_age``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    max_future_skew: timedelta = timedelta(days=1)
+
+    @classmethod
+    def around_now(cls, max_age: timedelta, max_future_skew: timedelta) -> TimeWindow:
+        return cls(earliest=datetime.now(UTC) - max_age, max_future_skew=max_future_skew)
+
+    def check(self, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("timestamp must carry a timezone")
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00+05:00 has no UTC equivalent
+            raise ValueError("timestamp is out of range") from None
+        if value < self.earliest:
+            raise ValueError(f"timestamp {value.isoformat()} is before {self.earliest.isoformat()}")
+        latest = datetime.now(UTC) + self.max_future_skew
+        if value > latest:
+            raise ValueError(f"timestamp {value.isoformat()} is after {latest.isoformat()}")
+        return value
+
+
+DEFAULT_TIME_WINDOW = TimeWindow()
+
+
+def _plausible(value: datetime, info: ValidationInfo) -> datetime:
+    context: Any = info.context
+    window = context.get("time_window") if isinstance(context, dict) else None
+    return (window if isinstance(window, TimeWindow) else DEFAULT_TIME_WINDOW).check(value)
 
 
 class _Frozen(BaseModel):
@@ -71,10 +113,8 @@ class BehaviourEvent(_Frozen):
 
     @field_validator("occurred_at")
     @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("occurred_at must carry a timezone")
-        return value.astimezone(UTC)
+    def _aware(cls, value: datetime, info: ValidationInfo) -> datetime:
+        return _plausible(value, info)
 
     @field_validator("price")
     @classmethod
@@ -123,27 +163,51 @@ class ModelUpdate(_Frozen):
     def _region(cls, value: str) -> str:
         return validate_region(value)
 
+    @field_validator("created_at")
+    @classmethod
+    def _created(cls, value: datetime, info: ValidationInfo) -> datetime:
+        return _plausible(value, info)
+
 
 class ArtifactPointer(_Frozen):
-    """Where to fetch a model too large for one message. The sha256 is checked before loading."""
+    """Where to fetch a model too large for one message. The sha256 is checked before loading; the
+    reader bounds ``size_bytes`` by the size of the model it expects before it downloads anything."""
 
     uri: str = Field(min_length=1, max_length=2048)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size_bytes: int = Field(ge=1)
+    size_bytes: int = Field(ge=1, le=MAX_INLINE_MODEL_BYTES)
 
 
 class GlobalModel(_Frozen):
-    """A versioned global model broadcast. Parameters are safetensors bytes, or a pointer to them."""
+    """A versioned global model broadcast. Parameters are safetensors bytes, or a pointer to them.
+
+    ``epoch`` is the aggregator's generation: a fresh or restored aggregator starts a newer one, so a
+    fleet that saw version N of an older generation follows it even from a lower version. Consumers
+    order broadcasts by (epoch, version) and act only on those the aggregator signed (Ed25519).
+    """
 
     model_name: ShortId
-    version: int = Field(ge=0)
+    epoch: int = Field(default=0, ge=0, le=2**62)
+    version: int = Field(ge=0, le=2**62)
     parameters: bytes | None = Field(default=None, max_length=MAX_INLINE_MODEL_BYTES)
     artifact: ArtifactPointer | None = None
-    contributing_updates: tuple[ShortId, ...] = ()
+    contributing_updates: tuple[ShortId, ...] = Field(default=(), max_length=100_000)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    #: Ed25519 signature (hex) by the aggregator's model key over :func:`facet.federation.model_signing`.
+    signature: str | None = Field(default=None, pattern=r"^[0-9a-f]{128}$")
+
+    @field_validator("created_at")
+    @classmethod
+    def _created(cls, value: datetime, info: ValidationInfo) -> datetime:
+        return _plausible(value, info)
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> GlobalModel:
         if (self.parameters is None) == (self.artifact is None):
             raise ValueError("exactly one of parameters and artifact must be set")
         return self
+
+    @property
+    def generation(self) -> tuple[int, int]:
+        """The order consumers follow: a newer epoch wins over any version of an older one."""
+        return (self.epoch, self.version)

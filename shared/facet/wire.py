@@ -51,8 +51,13 @@ def encode(message: BaseModel) -> bytes:
     return packed
 
 
-def decode(data: bytes | None, model_type: type[M], *, max_bytes: int | None = None) -> M:
-    """Decode and validate one message, or raise PoisonMessageError with a reason code."""
+def decode(
+    data: bytes | None, model_type: type[M], *, max_bytes: int | None = None, context: dict[str, Any] | None = None
+) -> M:
+    """Decode and validate one message, or raise PoisonMessageError with a reason code, whatever the bytes.
+
+    ``context`` reaches the contract's validators (a :class:`facet.contracts.TimeWindow` as ``time_window``).
+    """
     if data is None:
         raise PoisonMessageError("empty", "message has no value (tombstone or null)")
     if max_bytes is not None and len(data) > max_bytes:
@@ -72,9 +77,11 @@ def decode(data: bytes | None, model_type: type[M], *, max_bytes: int | None = N
     if not isinstance(body, dict):
         raise PoisonMessageError("malformed_envelope", "body is not a map")
     try:
-        return model_type.model_validate(body)
+        return model_type.model_validate(body, context=context)
     except ValidationError as exc:
         raise PoisonMessageError("invalid", summarize_validation_error(exc)) from exc
+    except Exception as exc:  # a validator tripped on hostile input: still that input's fault
+        raise PoisonMessageError("invalid", f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
 def _unpack(data: bytes) -> dict[str, Any]:
@@ -82,8 +89,8 @@ def _unpack(data: bytes) -> dict[str, Any]:
         # timestamp=3 turns msgpack timestamps back into aware datetimes; strict_map_key refuses
         # non-string keys so a hostile payload cannot smuggle odd key types into pydantic.
         value = msgpack.unpackb(data, raw=False, timestamp=3, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData) as exc:
-        raise PoisonMessageError("malformed", f"not valid msgpack: {exc}") from exc
+    except Exception as exc:  # ValueError, StackError, OverflowError (a timestamp past year 9999), ...
+        raise PoisonMessageError("malformed", f"not valid msgpack: {type(exc).__name__}: {exc}") from exc
     if not isinstance(value, dict):
         raise PoisonMessageError("malformed_envelope", f"top level is {type(value).__name__}, not a map")
     return value

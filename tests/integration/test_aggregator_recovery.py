@@ -20,7 +20,7 @@ from facet.kafka.clients import make_producer
 from facet.model.training import new_model
 from facet_aggregator import checkpoint
 
-from tests.helpers import TINY_MODEL, ServiceProcess, kafka_env, model_env, signed_update
+from tests.helpers import MODEL_PRIVATE_KEY, TINY_MODEL, ServiceProcess, kafka_env, model_env, signed_update
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +69,7 @@ async def test_sigkilled_aggregator_applies_every_update_exactly_once(
     env = {
         **kafka_env(kafka_settings, topic_settings),
         **model_env("FACET_AGGREGATOR_"),
+        "FACET_AGGREGATOR_MODEL_SIGNING_KEY": MODEL_PRIVATE_KEY,
         "FACET_AGGREGATOR_TRAINER_KEYS": json.dumps({k: v.decode() for k, v in KEYS.items()}),
         "FACET_AGGREGATOR_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
         "FACET_AGGREGATOR_CHECKPOINT_EVERY_VERSIONS": "2",

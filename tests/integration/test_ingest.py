@@ -34,6 +34,7 @@ def _env(kafka: KafkaSettings, topics: TopicSettings) -> dict[str, str]:
         "FACET_INGEST_API_KEY_HASHES": json.dumps({"store-de": hashlib.sha256(API_KEY.encode()).hexdigest()}),
         "FACET_INGEST_MAX_BODY_BYTES": "200000",
         "FACET_INGEST_SEND_TIMEOUT_S": "3",
+        "FACET_INGEST_DOCS_ENABLED": "true",
     }
 
 

@@ -11,16 +11,14 @@ import pytest
 from aiokafka import TopicPartition
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
-from facet.contracts import GlobalModel, ModelUpdate
+from facet.contracts import ModelUpdate
 from facet.federation.signing import verify
 from facet.kafka.admin import create_all_topics
 from facet.kafka.clients import make_consumer, make_producer
 from facet.kafka.dlq import REASON_HEADER
-from facet.model.training import new_model
-from facet.service.models import to_bytes
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
 
-from tests.helpers import TINY_MODEL, ServiceProcess, kafka_env, model_env
+from tests.helpers import ServiceProcess, kafka_env, model_env, signed_model, trust_env
 
 pytestmark = pytest.mark.integration
 KEY = "k" * 32
@@ -28,7 +26,7 @@ KEY = "k" * 32
 
 def _trainer(region: str, name: str, env: dict[str, str], tmp_path: Path) -> ServiceProcess:
     return ServiceProcess(["trainer", "--region", region], {
-        **env, **model_env("FACET_TRAINER_"),
+        **env, **model_env("FACET_TRAINER_"), **trust_env("FACET_TRAINER_"),
         "FACET_TRAINER_SIGNING_KEY": KEY,
         "FACET_TRAINER_REPLICA_ID": name,
         "FACET_TRAINER_UPDATE_EVERY_SAMPLES": "200",
@@ -74,8 +72,7 @@ async def test_replicas_share_a_region_survive_sigkill_and_drain_on_sigterm(
     env["FACET_TRAINER_GROUP_ID"] = ""  # default group per region, made unique below per region
     producer = make_producer(kafka_settings, kafka_settings.events_servers())
     await producer.start()
-    model = GlobalModel(model_name="facet-recommender", version=0,
-                        parameters=to_bytes(new_model(TINY_MODEL).state_dict()))
+    model = signed_model(0, seed=0)
     await producer.send_and_wait(topic_settings.models, wire.encode(model), key=b"facet-recommender")
     events = list(JewelryWorkload(WorkloadConfig(sessions=1200, seed=3, regions=("eu", "us"))).events())
     counts = {"eu": 0, "us": 0}

@@ -150,7 +150,8 @@ def test_bad_deltas_are_rejected_with_a_reason(delta: dict[str, torch.Tensor], r
 
 def test_large_norm_is_clipped_or_rejected() -> None:
     delta = {"w": torch.full((4, 3), 10.0), "b": torch.zeros(3)}
-    clipped = check_delta(delta, SPEC, max_norm=1.0, on_large_norm="clip")
+    clipped, clipped_norm = check_delta(delta, SPEC, max_norm=1.0, on_large_norm="clip")
+    assert clipped_norm == pytest.approx(1.0)
     assert float(torch.linalg.vector_norm(clipped["w"])) == pytest.approx(1.0, rel=1e-5)
     with pytest.raises(UpdateRejected, match="norm"):
         check_delta(delta, SPEC, max_norm=1.0, on_large_norm="reject")

@@ -157,16 +157,26 @@ class SparseRows:
                                        is_coalesced=True, check_invariants=False)
 
 
-def decode_tensor(encoded: Mapping[str, Any], *, keep_sparse_rows: bool = False) -> np.ndarray | SparseRows:
+def decode_tensor(
+    encoded: Mapping[str, Any], *, keep_sparse_rows: bool = False, expected_shape: tuple[int, ...] | None = None
+) -> np.ndarray | SparseRows:
+    """One tensor entry. With ``expected_shape``, a different declared shape is refused before anything
+    is allocated (a 600-byte entry may not declare a 128M-element tensor)."""
     try:
         shape = tuple(int(d) for d in encoded["shape"])
         kind = encoded["k"]
         values = encoded["values"]
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise PoisonMessageError("bad_codec", f"malformed tensor entry: {exc}") from exc
-    size = int(np.prod(shape)) if shape else 1
-    if any(d < 0 for d in shape) or size > _MAX_ELEMENTS:
+    if expected_shape is not None and shape != tuple(expected_shape):
+        raise PoisonMessageError("wrong_shape", f"declared shape {shape[:8]} != expected {tuple(expected_shape)}")
+    if len(shape) > 8 or any(d < 0 for d in shape):
+        raise PoisonMessageError("bad_codec", f"declared shape {shape[:8]} is out of bounds")
+    size = int(np.prod(shape, dtype=np.float64)) if shape else 1
+    if size > _MAX_ELEMENTS:
         raise PoisonMessageError("bad_codec", f"declared shape {shape} is out of bounds")
+    if not isinstance(values, Mapping):
+        raise PoisonMessageError("bad_codec", "tensor values are not a map")
     if kind == "dense":
         leading = shape[0] if len(shape) >= 2 else 1
         return _dequantize(values, leading, size // max(leading, 1)).reshape(shape)
@@ -198,26 +208,50 @@ def encode_delta(delta: Mapping[str, torch.Tensor], spec: CodecSpec, seed: int =
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-def decode_delta(payload: bytes, *, dense: bool = True) -> dict[str, torch.Tensor]:
-    """Decode any codec's payload; hostile input raises PoisonMessageError('bad_codec', ...).
+ShapeSpec = Mapping[str, tuple[tuple[int, ...], Any]]
+
+
+def decoded_size_bound(spec: ShapeSpec) -> int:
+    """Most bytes an honest payload for ``spec`` can decompress to: every element as a float32 value plus
+    a 4-byte index (top-k at fraction 1), plus msgpack framing."""
+    elements = sum(int(np.prod(shape, dtype=np.float64)) if shape else 1 for shape, _ in spec.values())
+    return 8 * elements + 4096 * (len(spec) + 1)
+
+
+def decode_delta(payload: bytes, *, dense: bool = True, spec: ShapeSpec | None = None) -> dict[str, torch.Tensor]:
+    """Decode any codec's payload; hostile input raises PoisonMessageError, whatever the bytes.
 
     ``dense=False`` keeps row-sparse tensors sparse (torch COO), so the aggregator's work per update is
     proportional to the rows a trainer changed, not to the size of the embedding table.
+
+    With ``spec`` (the model's names and shapes) the decode is bounded before it allocates: decompression
+    stops at what an honest payload for this model can hold, the tensor map must name exactly the
+    model's tensors, and each entry's declared shape must be the model's.
     """
+    limit = MAX_DECODED_BYTES if spec is None else min(MAX_DECODED_BYTES, decoded_size_bound(spec))
     try:
         if payload[:4] == _ZSTD_MAGIC:
-            payload = zstandard.ZstdDecompressor().decompress(payload, max_output_size=MAX_DECODED_BYTES)
-        body = msgpack.unpackb(payload, raw=False, strict_map_key=True)
-    except (zstandard.ZstdError, ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise PoisonMessageError("bad_codec", f"undecodable payload: {exc}") from exc
+            payload = zstandard.ZstdDecompressor().decompress(payload, max_output_size=limit)
+        if len(payload) > limit:
+            raise PoisonMessageError("oversize", f"payload of {len(payload)} bytes exceeds {limit}")
+        body = msgpack.unpackb(payload, raw=False, strict_map_key=True,
+                               max_map_len=max(64, 2 * len(spec)) if spec is not None else 1_000_000)
+    except PoisonMessageError:
+        raise
+    except Exception as exc:  # zstd, msgpack (ValueError, StackError, ...): all the payload's fault
+        raise PoisonMessageError("bad_codec", f"undecodable payload: {type(exc).__name__}: {exc}") from exc
     tensors = body.get("tensors") if isinstance(body, dict) else None
     if not isinstance(tensors, dict):
         raise PoisonMessageError("bad_codec", "payload has no tensor map")
+    if spec is not None and set(tensors) != set(spec):
+        missing, extra = sorted(set(spec) - set(tensors)), sorted(map(str, set(tensors) - set(spec)))
+        raise PoisonMessageError("wrong_tensors", f"missing {missing[:3]}, unexpected {extra[:3]}")
     out: dict[str, torch.Tensor] = {}
     for name, encoded in tensors.items():
         if not isinstance(encoded, dict):
             raise PoisonMessageError("bad_codec", f"{name}: entry is not a map")
-        decoded = decode_tensor(encoded, keep_sparse_rows=not dense)
+        expected = tuple(spec[name][0]) if spec is not None else None
+        decoded = decode_tensor(encoded, keep_sparse_rows=not dense, expected_shape=expected)
         out[name] = decoded.torch() if isinstance(decoded, SparseRows) else torch.from_numpy(decoded.copy())
     return out
 

@@ -43,6 +43,8 @@ class WeightedDelta:
     delta: Tensors
     num_samples: int
     staleness: int
+    #: L2 norm of ``delta`` when known (validation computes it anyway); for reporting moves only.
+    norm: float = 0.0
 
 
 def fedbuff_weights(

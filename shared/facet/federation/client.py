@@ -40,6 +40,8 @@ class LocalLearner:
         self.feedback = ErrorFeedback()
         self.privacy = privacy
         self.base_version: int | None = None
+        #: (epoch, version) of the base: a restored aggregator's newer epoch wins over any older version.
+        self.base_generation: tuple[int, int] | None = None
         self._anchor: dict[str, torch.Tensor] = {}
         self._samples = 0
         self._steps = 0
@@ -56,9 +58,10 @@ class LocalLearner:
     def unsent_samples(self) -> int:
         return self._samples
 
-    def load_global(self, parameters: Mapping[str, torch.Tensor], version: int) -> bool:
-        """Rebase onto a newer global model: local = global + (local - anchor). False when not newer."""
-        if self.base_version is not None and version <= self.base_version:
+    def load_global(self, parameters: Mapping[str, torch.Tensor], version: int, epoch: int = 0) -> bool:
+        """Rebase onto a newer global model: local = global + (local - anchor). False when not newer by
+        (epoch, version)."""
+        if self.base_generation is not None and (epoch, version) <= self.base_generation:
             return False
         with torch.no_grad():
             state = self.model.state_dict()
@@ -67,6 +70,7 @@ class LocalLearner:
                 state[name].copy_(tensor + progress)
             self._anchor = {name: tensor.detach().clone() for name, tensor in parameters.items()}
         self.base_version = version
+        self.base_generation = (epoch, version)
         return True
 
     def train(self, catalogue: ItemCatalogue, windows: Windows, batch_size: int = 128) -> float:

@@ -4,6 +4,7 @@ run exactly the same aggregation code."""
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,10 +15,26 @@ from pydantic import BaseModel, Field
 
 from facet.compression.codecs import CodecSpec, decode_delta
 from facet.contracts import ModelUpdate
-from facet.federation.aggregation import WeightedDelta, fedasync_step, fedbuff_step, running_mean
+from facet.federation.aggregation import (
+    WeightedDelta,
+    fedasync_step,
+    fedasync_weight,
+    fedbuff_step,
+    fedbuff_weights,
+    running_mean,
+)
+from facet.federation.robust import BoundRejected, InfluenceGuard, RobustnessPolicy
 from facet.federation.signing import verify
 from facet.federation.staleness import PolynomialStaleness, StalenessConfig
 from facet.federation.validation import UpdateRejected, check_delta, check_staleness, spec_of
+
+_TRAINER_ID = re.compile(r"^trainer-([a-z][a-z0-9-]{1,31}?)(?:-\d+)?$")
+
+
+def region_of_trainer(trainer_id: str) -> str | None:
+    """The region a trainer id names by convention (``trainer-<region>``), when no binding is configured."""
+    match = _TRAINER_ID.fullmatch(trainer_id)
+    return match.group(1) if match else None
 
 
 class AggregationPolicy(BaseModel):
@@ -41,6 +58,8 @@ class AggregationPolicy(BaseModel):
     max_update_norm: float = Field(default=50.0, gt=0)
     on_large_norm: Literal["clip", "reject"] = "clip"
     require_signatures: bool = True
+    #: Bounds on what one trainer's claims (samples, norm) can do; see facet.federation.robust.
+    robustness: RobustnessPolicy = Field(default_factory=RobustnessPolicy)
     #: How many applied update ids are remembered for deduplication (replays older than this are also
     #: too stale to apply, as long as it exceeds max_staleness × buffer_size).
     remembered_update_ids: int = Field(default=200_000, ge=1_000)
@@ -54,6 +73,8 @@ class Outcome:
     staleness: int | None = None
     #: Set when this update completed a server step: the new global version.
     new_version: int | None = None
+    #: Which robustness bound acted on the update ("" when none).
+    clipped: str = ""
 
 
 @dataclass
@@ -68,18 +89,46 @@ class AggregatorState:
     #: Running mean of num_samples over applied updates, and how many it has seen.
     mean_samples: float | None = None
     samples_counted: int = 0
+    #: The aggregator's generation (see GlobalModel.epoch); a new one on every start.
+    epoch: int = 0
+    #: Per-trainer recent (bounded) sample counts, norms and influence: InfluenceGuard's history.
+    guard_history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Move:
+    """How far one applied update moved the global model (L2), for monitoring and the poisoning bench."""
+
+    trainer_id: str
+    version: int
+    distance: float
 
 
 class Aggregator:
     def __init__(
-        self, state: AggregatorState, policy: AggregationPolicy, trainer_keys: Mapping[str, bytes]
+        self,
+        state: AggregatorState,
+        policy: AggregationPolicy,
+        trainer_keys: Mapping[str, bytes],
+        trainer_regions: Mapping[str, str] | None = None,
     ) -> None:
         self.state = state
         self.policy = policy
         self.trainer_keys = dict(trainer_keys)
+        #: Trainer id → the one region it may speak for (default: the region its id names).
+        self.trainer_regions = dict(trainer_regions or {})
         self.spec = spec_of(state.parameters)
+        self.guard = InfluenceGuard(policy.robustness)
+        self.guard.restore(state.guard_history)
         self._buffer: list[tuple[ModelUpdate, WeightedDelta]] = []
         self._buffered_ids: set[str] = set()
+        self._last_clipped = ""
+        #: Moves of the updates in the last server step.
+        self.last_moves: list[Move] = []
+
+    def region_label(self, update: ModelUpdate) -> str:
+        """The region to report an applied update under: its bound region, never a free-form claim."""
+        return self.trainer_regions.get(update.trainer_id) or region_of_trainer(update.trainer_id) or "unbound"
 
     @property
     def buffer_fill(self) -> int:
@@ -91,23 +140,31 @@ class Aggregator:
             weighted = self._validate(update)
         except UpdateRejected as rejected:
             return Outcome("rejected", rejected.reason, rejected.detail)
+        clipped = self._last_clipped
         if self.policy.mode == "fedasync":
-            fedasync_step(self.state.parameters, weighted, self.policy.staleness,
-                          self.policy.alpha * self._schedule(), self._reference([weighted]))
-            return Outcome("applied", staleness=weighted.staleness, new_version=self._advance([update]))
+            alpha = self.policy.alpha * self._schedule()
+            reference = self._reference([weighted])
+            fedasync_step(self.state.parameters, weighted, self.policy.staleness, alpha, reference)
+            coefficient = fedasync_weight(weighted, self.policy.staleness, alpha, reference)
+            self.last_moves = [Move(update.trainer_id, self.state.version + 1, coefficient * weighted.norm)]
+            return Outcome("applied", staleness=weighted.staleness, new_version=self._advance([update]),
+                           clipped=clipped)
         self._buffer.append((update, weighted))
         self._buffered_ids.add(update.update_id)
         if len(self._buffer) < self.policy.buffer_size:
-            return Outcome("buffered", staleness=weighted.staleness)
-        return Outcome("applied", staleness=weighted.staleness, new_version=self.flush())
+            return Outcome("buffered", staleness=weighted.staleness, clipped=clipped)
+        return Outcome("applied", staleness=weighted.staleness, new_version=self.flush(), clipped=clipped)
 
     def flush(self) -> int | None:
         """FedBuff server step over whatever is buffered (also used on shutdown)."""
         if not self._buffer:
             return None
         updates, deltas = zip(*self._buffer, strict=True)
-        fedbuff_step(self.state.parameters, list(deltas), self.policy.staleness,
-                     self.policy.server_lr * self._schedule(), self._reference(deltas))
+        lr, reference = self.policy.server_lr * self._schedule(), self._reference(deltas)
+        fedbuff_step(self.state.parameters, list(deltas), self.policy.staleness, lr, reference)
+        coefficients = fedbuff_weights(deltas, self.policy.staleness, reference)
+        self.last_moves = [Move(u.trainer_id, self.state.version + 1, lr * c * d.norm)
+                           for u, d, c in zip(updates, deltas, coefficients, strict=True)]
         self._buffer.clear()
         self._buffered_ids.clear()
         return self._advance(list(updates))
@@ -126,6 +183,7 @@ class Aggregator:
         return 1.0 if decay is None else (1.0 + self.state.version / decay) ** -0.5
 
     def _advance(self, updates: list[ModelUpdate]) -> int:
+        self.state.guard_history = self.guard.snapshot()  # the guard's view as of this version
         self.state.version += 1
         for update in updates:
             self.state.applied_ids[update.update_id] = self.state.version
@@ -135,6 +193,7 @@ class Aggregator:
         return self.state.version
 
     def _validate(self, update: ModelUpdate) -> WeightedDelta:
+        self._last_clipped = ""
         key = self.trainer_keys.get(update.trainer_id)
         if self.policy.require_signatures:
             if key is None:
@@ -143,6 +202,11 @@ class Aggregator:
                 raise UpdateRejected("missing_signature", "update is not signed")
             if not verify(update, key):
                 raise UpdateRejected("bad_signature", "signature does not match")
+            bound = self.trainer_regions.get(update.trainer_id) or region_of_trainer(update.trainer_id)
+            if bound is None:
+                raise UpdateRejected("unbound_trainer", f"trainer {update.trainer_id!r} is bound to no region")
+            if update.region != bound:
+                raise UpdateRejected("wrong_region", f"{update.trainer_id} speaks for {bound}, not {update.region}")
         if update.update_id in self.state.applied_ids or update.update_id in self._buffered_ids:
             raise UpdateRejected("duplicate", f"update {update.update_id} was already applied")
         staleness = check_staleness(update.base_version, self.state.version, self.policy.max_staleness)
@@ -151,12 +215,21 @@ class Aggregator:
         except ValueError as exc:
             raise UpdateRejected("bad_codec", str(exc)) from exc
         try:
-            delta = decode_delta(update.payload, dense=False)
+            delta = decode_delta(update.payload, dense=False, spec=self.spec)
         except UpdateRejected:
             raise
         except Exception as exc:  # decode_delta raises PoisonMessageError; keep its reason
             reason = getattr(exc, "reason", "bad_codec")
             raise UpdateRejected(reason, str(exc)) from exc
-        checked = check_delta(delta, self.spec, max_norm=self.policy.max_update_norm,
-                              on_large_norm=self.policy.on_large_norm)
-        return WeightedDelta(checked, update.num_samples, staleness)
+        checked, norm = check_delta(delta, self.spec, max_norm=self.policy.max_update_norm,
+                                    on_large_norm=self.policy.on_large_norm)
+        weight = self.policy.staleness(staleness)
+        try:
+            bounded = self.guard.bound(update.trainer_id, update.num_samples, norm, weight)
+        except BoundRejected as rejected:
+            raise UpdateRejected(rejected.reason, rejected.detail) from rejected
+        if bounded.scale < 1.0:
+            checked = {name: tensor * bounded.scale for name, tensor in checked.items()}  # sparse stays sparse
+        self.guard.record(update.trainer_id, bounded, norm, weight)
+        self._last_clipped = bounded.clipped
+        return WeightedDelta(checked, bounded.num_samples, staleness, norm * bounded.scale)

@@ -39,8 +39,8 @@ def check_delta(
     *,
     max_norm: float,
     on_large_norm: Literal["clip", "reject"] = "clip",
-) -> dict[str, torch.Tensor]:
-    """Names, shapes, dtypes, finiteness and norm; returns the delta (clipped when configured)."""
+) -> tuple[dict[str, torch.Tensor], float]:
+    """Names, shapes, dtypes, finiteness and norm; returns the delta (clipped when configured) and its norm."""
     if set(delta) != set(spec):
         missing, extra = sorted(set(spec) - set(delta)), sorted(set(delta) - set(spec))
         raise UpdateRejected("wrong_tensors", f"missing {missing[:3]}, unexpected {extra[:3]}")
@@ -60,5 +60,5 @@ def check_delta(
         if on_large_norm == "reject":
             raise UpdateRejected("norm_too_large", f"norm {norm:.3g} > {max_norm:.3g}")
         factor = max_norm / norm
-        return {name: tensor * factor for name, tensor in delta.items()}  # sparse stays sparse
-    return dict(delta)
+        return {name: tensor * factor for name, tensor in delta.items()}, max_norm  # sparse stays sparse
+    return dict(delta), norm

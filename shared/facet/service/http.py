@@ -9,8 +9,26 @@ import uvicorn
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
+from pydantic_settings import BaseSettings
 
 from facet.service.health import Health
+
+
+class HttpServing(BaseSettings):
+    """HTTP settings every service shares (each service's settings class inherits them)."""
+
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    #: Requests handled at once; beyond it uvicorn answers 503 instead of queueing without bound.
+    http_limit_concurrency: int = Field(default=256, ge=1, le=100_000)
+    #: Serve /docs and /openapi.json (off in production: they map the attack surface for free).
+    docs_enabled: bool = False
+
+    def fastapi_options(self) -> dict[str, object]:
+        if self.docs_enabled:
+            return {}
+        return {"docs_url": None, "redoc_url": None, "openapi_url": None}
 
 
 def add_probe_routes(app: FastAPI, health: Health) -> None:
@@ -29,9 +47,10 @@ def add_probe_routes(app: FastAPI, health: Health) -> None:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
+async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event, limit_concurrency: int | None = None) -> None:
     """Run uvicorn until ``stop`` is set; signals stay with the service (it drains Kafka first)."""
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
+                            limit_concurrency=limit_concurrency)
     server = uvicorn.Server(config)
     # uvicorn would take SIGTERM for itself and stop serving probes first; the service owns the signals
     # and stops HTTP last, after Kafka work is drained.

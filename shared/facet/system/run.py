@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -30,11 +29,15 @@ from rich.table import Table
 
 from facet.config import DEFAULT_REGIONS, KafkaSettings, TopicSettings
 from facet.contracts import BehaviourEvent, GlobalModel
+from facet.federation.model_signing import generate_keypair
+from facet.federation.validation import spec_of
 from facet.kafka.admin import create_all_topics
 from facet.kafka.broker import provision_broker
 from facet.logging import get_logger
 from facet.model.network import ModelConfig
-from facet.service.model_feed import follow_models
+from facet.model.training import new_model
+from facet.service.auth import hash_api_key
+from facet.service.model_feed import ModelGate, ModelTrustSettings, follow_models
 from facet.system.live_eval import LiveEvaluator
 from facet.system.report import write_report
 from facet.system.scrape import scrape
@@ -94,14 +97,25 @@ class SystemRun:
         self._last_sent = 0
         self._last_t = 0.0
         self._chaos_done = False
+        #: Keys this run hands out: one per storefront (ingest and the recommenders bind each key to its
+        #: storefront), and the model key pair (the aggregator signs, everyone else verifies).
+        self.storefront_keys: dict[str, str] = {}
+        self.model_private_key, self.model_public_key = generate_keypair()
+        #: The storefront of each shopper of the first region, so the sample request uses the right key.
+        self.sample_storefronts: dict[str, str] = {}
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     # ---- processes ----------------------------------------------------------------------------
-    def start_services(self, bootstrap: str, idempotence: bool) -> str:
+    def storefronts(self) -> list[str]:
+        """Every storefront the workload writes as (generator: <region>-app/-web; replays: one each)."""
+        return [*(f"{r}-{kind}" for r in self.config.regions for kind in ("app", "web")), "jewelry-web", "retail-web"]
+
+    def start_services(self, bootstrap: str, idempotence: bool) -> None:
         trainer_keys = {f"trainer-{r}": secrets.token_hex(32) for r in self.config.regions}
-        api_key = secrets.token_urlsafe(24)
+        self.storefront_keys = {storefront: secrets.token_urlsafe(24) for storefront in self.storefronts()}
+        trust = {"MODEL_TRUST__PUBLIC_KEYS": json.dumps([self.model_public_key])}
         common = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "FACET_KAFKA_ENABLE_IDEMPOTENCE": str(idempotence).lower(),
@@ -113,6 +127,7 @@ class SystemRun:
         self.supervisor.start("aggregator", ["aggregator", "--port", str(self.ports["aggregator"])], {
             **common, **_model_env("FACET_AGGREGATOR_"),
             "FACET_AGGREGATOR_TRAINER_KEYS": json.dumps(trainer_keys),
+            "FACET_AGGREGATOR_MODEL_SIGNING_KEY": self.model_private_key,
             "FACET_AGGREGATOR_CHECKPOINT_DIR": str(self.out / "state" / "aggregator"),
             "FACET_AGGREGATOR_POLICY__MODE": "fedbuff",
             "FACET_AGGREGATOR_POLICY__BUFFER_SIZE": "3",
@@ -125,7 +140,7 @@ class SystemRun:
                 name = f"trainer-{region}-{replica}"
                 self.ports[name] = _free_port()
                 self.supervisor.start(name, ["trainer", "--region", region, "--port", str(self.ports[name])], {
-                    **common, **_model_env("FACET_TRAINER_"),
+                    **common, **_model_env("FACET_TRAINER_"), **{f"FACET_TRAINER_{k}": v for k, v in trust.items()},
                     "FACET_TRAINER_SIGNING_KEY": trainer_keys[f"trainer-{region}"],
                     "FACET_TRAINER_REPLICA_ID": name,
                     "FACET_TRAINER_UPDATE_EVERY_SAMPLES": "600",
@@ -135,15 +150,22 @@ class SystemRun:
         for region in self.config.regions:
             name = f"recommender-{region}"
             self.ports[name] = _free_port()
-            self.supervisor.start(name, ["recommender", "--region", region, "--port", str(self.ports[name])],
-                                  {**common, **_model_env("FACET_RECOMMENDER_")})
+            readers = {f"reader-{storefront}": {"key_sha256": [hash_api_key(key)], "storefront": storefront,
+                                                 "scopes": ["recommendations:read"]}
+                       for storefront, key in self.storefront_keys.items()}
+            self.supervisor.start(name, ["recommender", "--region", region, "--port", str(self.ports[name])], {
+                **common, **_model_env("FACET_RECOMMENDER_"), **{f"FACET_RECOMMENDER_{k}": v for k, v in trust.items()},
+                "FACET_RECOMMENDER_API_KEYS": json.dumps(readers),
+            })
         self.ports["ingest"] = _free_port()
         self.supervisor.start("ingest", ["ingest", "--port", str(self.ports["ingest"])], {
             **common,
             "FACET_INGEST_REGIONS": json.dumps(list(self.config.regions)),
-            "FACET_INGEST_API_KEY_HASHES": json.dumps({"facet-demo": hashlib.sha256(api_key.encode()).hexdigest()}),
+            "FACET_INGEST_API_KEY_HASHES": json.dumps({storefront: hash_api_key(key)
+                                                       for storefront, key in self.storefront_keys.items()}),
+            # The generator's clock starts in January 2026 and replays reach back to 2010: both are history.
+            "FACET_INGEST_MAX_EVENT_AGE_DAYS": "36500",
         })
-        return api_key
 
     def url(self, name: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
@@ -173,7 +195,7 @@ class SystemRun:
         regions = tuple(r for r in self.config.regions)
         return JewelryWorkload(WorkloadConfig(seed=self.config.seed, sessions=10_000_000, regions=regions)).events()
 
-    async def produce(self, client: httpx.AsyncClient, api_key: str) -> None:
+    async def produce(self, client: httpx.AsyncClient) -> None:
         import random
 
         rng = random.Random(self.config.seed)
@@ -182,7 +204,6 @@ class SystemRun:
         session: list[BehaviourEvent] = []
         interval = self.config.batch_size / self.config.events_per_second
         next_send = time.monotonic()
-        headers = {"X-API-Key": api_key}
         while not self.stop.is_set():
             event = next(stream, None)
             if event is None:
@@ -194,18 +215,28 @@ class SystemRun:
             if len(batch) >= self.config.batch_size:
                 await asyncio.sleep(max(0.0, next_send - time.monotonic()))
                 next_send = max(next_send + interval, time.monotonic() - 1.0)
-                await self._post(client, headers, batch)
+                await self._post_by_storefront(client, batch)
                 batch = []
         if batch:
-            await self._post(client, headers, batch)
+            await self._post_by_storefront(client, batch)
 
     def _route_session(self, session: list[BehaviourEvent], batch: list[BehaviourEvent], rng: Any) -> None:
         hold = len(session) >= 2 and rng.random() < self.config.held_out_share
         for event in session[:-1] if hold else session:
+            if event.region == self.config.regions[0]:
+                self.sample_storefronts[event.shopper_id] = event.storefront
             self.evaluator.sent(event)
             batch.append(event)
         if hold:
             self.evaluator.hold_out(session[-1])
+
+    async def _post_by_storefront(self, client: httpx.AsyncClient, batch: list[BehaviourEvent]) -> None:
+        """Each storefront's events with that storefront's own key, as real storefronts would send them."""
+        groups: dict[str, list[BehaviourEvent]] = {}
+        for event in batch:
+            groups.setdefault(event.storefront, []).append(event)
+        for storefront, events in groups.items():
+            await self._post(client, {"X-API-Key": self.storefront_keys.get(storefront, "unknown")}, events)
 
     async def _post(self, client: httpx.AsyncClient, headers: dict[str, str], batch: list[BehaviourEvent]) -> None:
         body = {"events": [e.model_dump(mode="json") for e in batch]}
@@ -320,7 +351,7 @@ class SystemRun:
                                   enable_idempotence=broker.supports_idempotence)
             topics = TopicSettings()
             await create_all_topics(kafka, topics, self.config.regions)
-            api_key = self.start_services(broker.bootstrap_servers, broker.supports_idempotence)
+            self.start_services(broker.bootstrap_servers, broker.supports_idempotence)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop.set)
@@ -333,9 +364,10 @@ class SystemRun:
                     await self.wait_ready(client, list(self.ports))
                     self.started = time.monotonic()
                     feed_stop = asyncio.Event()
-                    feed = asyncio.create_task(follow_models(kafka, topics.models, "facet-recommender",
-                                                             self.on_model, feed_stop))
-                    producer = asyncio.create_task(self.produce(client, api_key))
+                    gate = ModelGate("facet-recommender", ModelTrustSettings(public_keys=[self.model_public_key]),
+                                     spec_of(new_model(SYSTEM_MODEL).state_dict()))
+                    feed = asyncio.create_task(follow_models(kafka, topics.models, gate, self.on_model, feed_stop))
+                    producer = asyncio.create_task(self.produce(client))
                     monitor = asyncio.create_task(self.monitor(client))
                     with Live(self.view(), console=self.console, refresh_per_second=2) as live:
                         while not self.stop.is_set() and self.elapsed() < self.config.duration_s:
@@ -356,10 +388,13 @@ class SystemRun:
 
     async def _sample_recommendation(self, client: httpx.AsyncClient) -> dict[str, Any] | None:
         region = self.config.regions[0]
-        shopper = next((s for s, h in self.evaluator.history.items() if len(h) >= 2), None)
+        shopper = next((s for s, h in self.evaluator.history.items() if len(h) >= 2 and s in self.sample_storefronts),
+                       None)
+        storefront = self.sample_storefronts.get(shopper or "", f"{region}-web")
         with contextlib.suppress(httpx.HTTPError, ValueError):
             response = await client.get(self.url(f"recommender-{region}", "/v1/recommendations"),
-                                        params={"shopper": shopper or "nobody", "k": 5}, timeout=5)
+                                        params={"shopper": shopper or "nobody", "k": 5}, timeout=5,
+                                        headers={"X-API-Key": self.storefront_keys[storefront]})
             return {"status": response.status_code, "body": response.json()}
         return None
 

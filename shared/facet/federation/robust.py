@@ -1,0 +1,133 @@
+"""Bounding what one signed trainer can do to the global model, from what the aggregator can check.
+
+A trainer's claims about itself (how many samples it trained, how large its delta is) are not trusted.
+What the aggregator does see is every trainer's history of updates. So each claim is bounded by the
+fleet's recent behaviour, with the fleet summarised robustly: first each trainer's own median over its
+recent updates, then the median over trainers. One hostile trainer, however fast it reports, is one
+trainer in that median and cannot move the reference.
+
+Three bounds, applied in order:
+
+1. **Samples.** The claimed count is capped at ``max_samples_per_update`` and, once the fleet has a
+   history, at ``sample_cap_multiple`` × the fleet's median claim. The capped count is what weighs the
+   update and what enters the running mean of sample counts (a claim of 10⁹ cannot shrink everyone
+   else's weight).
+2. **Norm outliers are rejected.** A delta whose L2 norm exceeds ``norm_reject_multiple`` × the fleet's
+   median norm is refused (a scaled or random-noise attack), not clipped into the model.
+3. **Influence is clipped.** An update moves the model by roughly lr · n s(τ) / n̄ · ‖Δ‖, so its
+   influence is measured as n s(τ) ‖Δ‖ (capped samples × staleness weight × norm). Beyond
+   ``influence_clip_multiple`` × the fleet's median influence, the delta is scaled down to it: a
+   norm-bounded mean, in which no single update outweighs a few typical ones.
+
+Until ``warmup_trainers`` trainers have ``warmup_updates`` updates each, only the absolute bounds apply
+(``max_samples_per_update`` and the policy's ``max_update_norm``): a fleet's reference cannot be learned
+from nothing, and during warm-up a hostile trainer is bounded by those absolute limits alone.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
+
+
+class RobustnessPolicy(BaseModel):
+    enabled: bool = True
+    #: Absolute quota on one update's claimed sample count (the trainer's update_every_samples plus a batch
+    #: is what an honest trainer service sends).
+    max_samples_per_update: int = Field(default=50_000, ge=1)
+    sample_cap_multiple: float = Field(default=4.0, ge=1)
+    norm_reject_multiple: float = Field(default=6.0, gt=1)
+    influence_clip_multiple: float = Field(default=2.5, gt=0)
+    #: Updates per trainer kept for its medians.
+    history: int = Field(default=20, ge=3, le=10_000)
+    warmup_trainers: int = Field(default=2, ge=1)
+    warmup_updates: int = Field(default=2, ge=1)
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """What the guard made of one update: the sample count to use and the factor to scale its delta by."""
+
+    num_samples: int
+    scale: float
+    #: Which bound acted: "" when none did.
+    clipped: str = ""
+
+
+class BoundRejected(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class _Recent:
+    samples: deque[float]
+    norms: deque[float]
+    influence: deque[float]
+
+
+@dataclass
+class InfluenceGuard:
+    """Keeps the per-trainer history and bounds each new update against the fleet (pure, no I/O)."""
+
+    policy: RobustnessPolicy
+    trainers: dict[str, _Recent] = field(default_factory=dict)
+
+    def _fleet_median(self, attribute: str, excluding: str | None = None) -> float | None:
+        warm = [getattr(r, attribute) for name, r in self.trainers.items()
+                if len(getattr(r, attribute)) >= self.policy.warmup_updates and name != excluding]
+        if len(warm) < self.policy.warmup_trainers:
+            return None
+        return statistics.median(statistics.median(values) for values in warm)
+
+    def bound(self, trainer: str, claimed_samples: int, norm: float, staleness_weight: float) -> Bounded:
+        """Bound one update; raises BoundRejected for a norm outlier. Does not record it (see ``record``)."""
+        policy = self.policy
+        samples = min(claimed_samples, policy.max_samples_per_update)
+        clipped = "samples_quota" if samples < claimed_samples else ""
+        if not policy.enabled:
+            return Bounded(claimed_samples, 1.0)
+        # The trainer's own history is left out of the references it is judged against.
+        fleet_samples = self._fleet_median("samples", excluding=trainer)
+        if fleet_samples is not None and samples > policy.sample_cap_multiple * fleet_samples:
+            samples = max(1, int(policy.sample_cap_multiple * fleet_samples))
+            clipped = "samples_fleet"
+        fleet_norm = self._fleet_median("norms", excluding=trainer)
+        if fleet_norm is not None and norm > policy.norm_reject_multiple * fleet_norm:
+            raise BoundRejected("norm_outlier", f"norm {norm:.3g} > {policy.norm_reject_multiple:g} × fleet "
+                                                f"median {fleet_norm:.3g}")
+        scale = 1.0
+        fleet_influence = self._fleet_median("influence", excluding=trainer)
+        influence = samples * staleness_weight * norm
+        if fleet_influence is not None and influence > policy.influence_clip_multiple * fleet_influence > 0:
+            scale = policy.influence_clip_multiple * fleet_influence / influence
+            clipped = clipped or "influence"
+        return Bounded(samples, scale, clipped)
+
+    def record(self, trainer: str, bounded: Bounded, norm: float, staleness_weight: float) -> None:
+        """Remember an accepted update (as bounded) in its trainer's history."""
+        recent = self.trainers.get(trainer)
+        if recent is None:
+            size = self.policy.history
+            recent = self.trainers[trainer] = _Recent(deque(maxlen=size), deque(maxlen=size), deque(maxlen=size))
+        recent.samples.append(bounded.num_samples)
+        recent.norms.append(norm * bounded.scale)
+        recent.influence.append(bounded.num_samples * staleness_weight * norm * bounded.scale)
+
+    def snapshot(self) -> dict[str, dict[str, list[float]]]:
+        """The history as plain lists, for a checkpoint."""
+        return {name: {"samples": list(r.samples), "norms": list(r.norms), "influence": list(r.influence)}
+                for name, r in self.trainers.items()}
+
+    def restore(self, snapshot: dict[str, dict[str, list[float]]]) -> None:
+        size = self.policy.history
+        self.trainers = {
+            name: _Recent(deque(values.get("samples", []), maxlen=size), deque(values.get("norms", []), maxlen=size),
+                          deque(values.get("influence", []), maxlen=size))
+            for name, values in snapshot.items()
+        }
