@@ -21,7 +21,9 @@ def _aggregator() -> Aggregator:
     return Aggregator(AggregatorState(parameters=parameters), policy, {"trainer-eu": KEY})
 
 
-def _update(payload: bytes, *, signed: bool = True, base: int = 0, trainer: str = "trainer-eu", uid: str = "u1") -> ModelUpdate:
+def _update(
+    payload: bytes, *, signed: bool = True, base: int = 0, trainer: str = "trainer-eu", uid: str = "u1"
+) -> ModelUpdate:
     update = ModelUpdate(update_id=uid, trainer_id=trainer, region="eu", base_version=base, num_samples=10,
                          metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1), codec="fp32",
                          payload=payload)
@@ -45,7 +47,8 @@ HOSTILE = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
-@given(hostile=HOSTILE, signed=st.booleans(), base=st.integers(0, 50), trainer=st.sampled_from(["trainer-eu", "intruder"]))
+@given(hostile=HOSTILE, signed=st.booleans(), base=st.integers(0, 50),
+       trainer=st.sampled_from(["trainer-eu", "intruder"]))
 def test_hostile_updates_are_rejected_without_touching_the_model(
     hostile: tuple[str, bytes], signed: bool, base: int, trainer: str
 ) -> None:
