@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import contextlib
+import io
 
+import msgpack
 import numpy as np
 import pytest
 import torch
+import zstandard
 from facet.compression.codecs import CodecSpec, ErrorFeedback, decode_delta, encode_delta
 from facet.errors import PoisonMessageError
 from hypothesis import given, settings
@@ -102,3 +105,31 @@ def test_hostile_payloads_raise_poison_errors(payload: bytes) -> None:
 def test_random_bytes_never_crash_the_decoder(payload: bytes) -> None:
     with contextlib.suppress(PoisonMessageError):
         decode_delta(payload)
+
+
+def test_decode_is_bounded_by_the_model_schema_before_it_allocates() -> None:
+    import tracemalloc
+
+
+    spec = {"w": ((6, 4), torch.float32), "b": ((4,), torch.float32)}
+    bogus_topk = msgpack.packb({"tensors": {
+        name: {"k": "topk", "shape": [2**27], "idx": b"", "values": {"q": "fp32", "data": b""}}
+        for name in ("w", "b", "x1", "x2")}}, use_bin_type=True)
+    renamed = msgpack.packb({"tensors": {
+        name: {"k": "topk", "shape": [2**27], "idx": b"", "values": {"q": "fp32", "data": b""}}
+        for name in ("w", "b")}}, use_bin_type=True)
+    zstd_bomb = zstandard.ZstdCompressor().compress(b"\x00" * (64 * 1024 * 1024))
+    unsized = io.BytesIO()
+    with zstandard.ZstdCompressor().stream_writer(unsized, closefd=False) as writer:  # no size in the header
+        writer.write(b"\x00" * (64 * 1024 * 1024))
+    tracemalloc.start()
+    try:
+        for payload, reason in ((bogus_topk, "wrong_tensors"), (renamed, "wrong_shape"), (zstd_bomb, "oversize"),
+                                (unsized.getvalue(), "oversize")):
+            with pytest.raises(PoisonMessageError) as caught:
+                decode_delta(payload, dense=False, spec=spec)
+            assert caught.value.reason == reason
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024, f"decoding hostile payloads allocated {peak / 2**20:.1f} MiB"

@@ -167,3 +167,43 @@ def test_update_payload_over_the_limit_is_invalid() -> None:
 
     with pytest.raises(ValidationError):
         make_update(payload=b"\x00" * (MAX_UPDATE_PAYLOAD_BYTES + 1))
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "1900-01-01T00:00:00+00:00",
+     "9999-01-01T00:00:00+00:00"],
+)
+def test_implausible_timestamps_are_validation_errors_not_exceptions(occurred_at: str) -> None:
+    with pytest.raises(ValidationError):
+        make_event(occurred_at=occurred_at)
+
+
+def test_a_time_window_in_the_context_narrows_what_is_plausible() -> None:
+    from datetime import timedelta
+
+    from facet.contracts import TimeWindow
+
+    window = TimeWindow.around_now(timedelta(days=30), timedelta(minutes=5))
+    fields = make_event().model_dump()
+    with pytest.raises(ValidationError, match="before"):
+        BehaviourEvent.model_validate({**fields, "occurred_at": datetime(2020, 1, 1, tzinfo=UTC)},
+                                      context={"time_window": window})
+    recent = datetime.now(UTC) - timedelta(days=1)
+    assert BehaviourEvent.model_validate({**fields, "occurred_at": recent},
+                                         context={"time_window": window}).occurred_at == recent
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # a msgpack timestamp far past year 9999 inside a well-formed envelope
+        msgpack.packb({"schema": "facet", "v": 1, "kind": "update",
+                       "body": {"created_at": msgpack.Timestamp(2**40, 0)}}, datetime=False),
+        b"\x91" * 100_000 + b"\xc0",  # nesting past the unpacker's stack
+        b"\xd7\xff" + b"\xff" * 8,  # a timestamp extension with an impossible nanosecond field
+    ],
+)
+def test_any_bytes_decode_to_a_poison_reason(value: bytes) -> None:
+    with pytest.raises(PoisonMessageError):
+        wire.decode(value, ModelUpdate)

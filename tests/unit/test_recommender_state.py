@@ -64,3 +64,24 @@ def test_purchase_events_feed_exclusions() -> None:
     for event in events:
         regional.observe(event)
     assert sum(len(b) for b in regional.purchases.values()) == 3
+
+
+def test_announcements_respect_the_catalogue_cap() -> None:
+    from facet_recommender.state import CatalogueFull
+
+    regional = RegionalState(TINY_MODEL, "eu", max_shoppers=5, max_purchases=5, max_items=3, trend_half_life=10)
+    for index in range(3):
+        regional.announce_item(f"new-{index}", ItemAttributes(category="ring"), None, None)
+    regional.announce_item("new-0", ItemAttributes(category="ring", metal="gold"), None, None)  # an update is fine
+    with pytest.raises(CatalogueFull):
+        regional.announce_item("junk", ItemAttributes(category="ring"), None, None)
+    assert len(regional.catalogue) == 3
+
+
+def test_a_shopper_is_visible_only_to_their_own_storefront(state: RegionalState) -> None:
+    shopper, storefront = next((s, state.storefronts[s]) for s, h in state.history.items() if len(h) >= 2)
+    history, _ = state.shopper_view(shopper, storefront)
+    assert history == list(state.history[shopper])
+    assert state.shopper_view(shopper, "someone-else") == ([], set())
+    assert state.shopper_view(shopper, None) == ([], set())
+    assert state.shopper_view("never-seen", storefront) == ([], set())

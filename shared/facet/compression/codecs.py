@@ -211,6 +211,18 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ShapeSpec = Mapping[str, tuple[tuple[int, ...], Any]]
 
 
+def _bounded_zstd(payload: bytes, limit: int) -> bytes:
+    """Decompress at most ``limit`` bytes. A frame that declares a larger size is refused before anything
+    is allocated (``decompress`` would allocate what the header declares); one that does not declare its
+    size is streamed and cut off one byte past the limit."""
+    declared = zstandard.frame_content_size(payload)
+    if declared > limit:
+        raise PoisonMessageError("oversize", f"compressed payload declares {declared} bytes; the limit is {limit}")
+    with zstandard.ZstdDecompressor().stream_reader(payload) as reader:
+        data: bytes = reader.read(limit + 1)
+    return data
+
+
 def decoded_size_bound(spec: ShapeSpec) -> int:
     """Most bytes an honest payload for ``spec`` can decompress to: every element as a float32 value plus
     a 4-byte index (top-k at fraction 1), plus msgpack framing."""
@@ -231,7 +243,7 @@ def decode_delta(payload: bytes, *, dense: bool = True, spec: ShapeSpec | None =
     limit = MAX_DECODED_BYTES if spec is None else min(MAX_DECODED_BYTES, decoded_size_bound(spec))
     try:
         if payload[:4] == _ZSTD_MAGIC:
-            payload = zstandard.ZstdDecompressor().decompress(payload, max_output_size=limit)
+            payload = _bounded_zstd(payload, limit)
         if len(payload) > limit:
             raise PoisonMessageError("oversize", f"payload of {len(payload)} bytes exceeds {limit}")
         body = msgpack.unpackb(payload, raw=False, strict_map_key=True,

@@ -1,0 +1,93 @@
+"""One signed but hostile trainer cannot take over the model: its claims are bounded by the fleet."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from facet.compression.codecs import CodecSpec, encode_delta
+from facet.contracts import ModelUpdate, TrainingMetrics
+from facet.federation.robust import BoundRejected, InfluenceGuard, RobustnessPolicy
+from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
+from facet.federation.signing import sign
+from facet.federation.staleness import ConstantStaleness
+
+REGIONS = ("us", "eu", "uk", "jp", "br")
+KEYS = {f"trainer-{r}": f"key-{r}".encode() for r in REGIONS}
+
+
+def _guard(**policy: object) -> InfluenceGuard:
+    guard = InfluenceGuard(RobustnessPolicy(**policy))
+    for round_ in range(3):
+        for region in REGIONS[1:]:
+            bounded = guard.bound(f"trainer-{region}", 500 + round_, 1.0, 1.0)
+            guard.record(f"trainer-{region}", bounded, 1.0, 1.0)
+    return guard
+
+
+def test_inflated_sample_counts_are_capped_by_the_fleet_and_the_quota() -> None:
+    guard = _guard()
+    bounded = guard.bound("trainer-us", 1_000_000_000, 1.0, 1.0)
+    assert bounded.num_samples <= 4 * 502 and bounded.clipped == "samples_fleet"
+    cold = InfluenceGuard(RobustnessPolicy(max_samples_per_update=10_000))
+    assert cold.bound("trainer-us", 10**9, 1.0, 1.0).num_samples == 10_000, "the quota holds during warm-up"
+
+
+def test_norm_outliers_are_rejected_and_influence_is_clipped() -> None:
+    guard = _guard()
+    with pytest.raises(BoundRejected) as caught:
+        guard.bound("trainer-us", 500, 50.0, 1.0)
+    assert caught.value.reason == "norm_outlier"
+    bounded = guard.bound("trainer-us", 1900, 4.0, 1.0)  # 4× the samples and 4× the norm: 16× the influence
+    assert bounded.scale == pytest.approx(2.5 * 501 / (1900 * 4.0))
+    honest = guard.bound("trainer-us", 510, 1.1, 1.0)
+    assert honest.scale == 1.0 and honest.num_samples == 510 and honest.clipped == ""
+
+
+def test_a_fast_attacker_cannot_move_the_reference() -> None:
+    guard = _guard()
+    for _ in range(200):  # the attacker reports 200 times with ever larger claims
+        bounded = guard.bound("trainer-us", 10**9, 5.0, 1.0)
+        guard.record("trainer-us", bounded, 5.0, 1.0)
+    assert guard.bound("trainer-eu", 600, 1.0, 1.0).num_samples == 600
+    assert guard.bound("trainer-us", 10**9, 1.0, 1.0).num_samples <= 4 * 502
+
+
+def _update(region: str, index: int, delta: dict[str, torch.Tensor], samples: int, trainer: str | None = None,
+            base: int = 0) -> ModelUpdate:
+    trainer = trainer or f"trainer-{region}"
+    update = ModelUpdate(update_id=f"{region}-{index}", trainer_id=trainer, region=region, base_version=base,
+                         num_samples=samples, metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1),
+                         codec="fp32", payload=encode_delta(delta, CodecSpec.parse("fp32")))
+    return update.model_copy(update={"signature": sign(update, KEYS[trainer])})
+
+
+def test_an_inflated_trainer_moves_the_model_like_a_few_honest_ones_not_ten_thousand() -> None:
+    policy = AggregationPolicy(mode="fedasync", alpha=0.5, staleness=ConstantStaleness(), max_staleness=10_000,
+                               max_update_norm=1e6)
+    aggregator = Aggregator(AggregatorState(parameters={"w": torch.zeros(8)}), policy, KEYS)
+    generator = torch.Generator().manual_seed(0)
+    for index in range(6):
+        for region in REGIONS[1:]:
+            delta = {"w": torch.randn(8, generator=generator) * 0.1}
+            outcome = aggregator.handle(_update(region, index, delta, 500, base=aggregator.state.version))
+            assert outcome.status == "applied"
+    honest = sorted(m.distance for m in aggregator.last_moves)  # the last one
+    reference_move = aggregator.last_moves[0].distance
+    attack = aggregator.handle(_update("us", 99, {"w": torch.ones(8) * 0.1}, 10**9, base=aggregator.state.version))
+    assert attack.status == "applied" and attack.clipped
+    assert aggregator.last_moves[0].distance <= 3 * reference_move, honest
+    # ...and the running mean of sample counts was fed the capped claim, not 10⁹.
+    assert aggregator.state.mean_samples is not None and aggregator.state.mean_samples < 1000
+
+
+def test_a_trainer_key_speaks_only_for_its_region() -> None:
+    policy = AggregationPolicy(mode="fedasync", max_staleness=10)
+    aggregator = Aggregator(AggregatorState(parameters={"w": torch.zeros(8)}), policy, KEYS)
+    outcome = aggregator.handle(_update("eu", 0, {"w": torch.ones(8)}, 10, trainer="trainer-us"))
+    assert outcome.status == "rejected" and outcome.reason == "wrong_region"
+    bound = Aggregator(AggregatorState(parameters={"w": torch.zeros(8)}), policy, {"store-a": b"k"},
+                       trainer_regions={"store-a": "jp"})
+    update = ModelUpdate(update_id="x", trainer_id="store-a", region="eu", base_version=0, num_samples=1,
+                         metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1), codec="fp32",
+                         payload=encode_delta({"w": torch.ones(8)}, CodecSpec.parse("fp32")))
+    assert bound.handle(update.model_copy(update={"signature": sign(update, b"k")})).reason == "wrong_region"
