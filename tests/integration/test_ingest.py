@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -40,7 +40,7 @@ def _env(kafka: KafkaSettings, topics: TopicSettings) -> dict[str, str]:
 
 def _event(i: int, region: str = "eu", **overrides: object) -> dict[str, object]:
     body: dict[str, object] = {
-        "occurred_at": datetime(2026, 11, 1, tzinfo=UTC).isoformat(), "region": region,
+        "occurred_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(), "region": region,
         "storefront": "store-de", "shopper_id": f"s{i}", "session_id": f"x{i}", "item_id": f"ring-{i}",
         "event_type": "view", "price": 10.5, "currency": "EUR",
     }

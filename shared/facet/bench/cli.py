@@ -164,3 +164,46 @@ def trainer(
         result = run_trainer_benchmark(broker, sessions, batch_size)
     payload = write_result(json_path, result.pop("summary"), **result)
     _report(json_path, payload)
+
+
+@bench_app.command("poisoning")
+def poisoning(
+    dataset: str = typer.Option("synthetic", help="synthetic or retail (or jewelry)."),
+    json_path: Path = typer.Option(Path("reports/bench-poisoning.json"), "--json"),
+    sessions: int = typer.Option(12_000, help="Synthetic sessions."),
+    regions: int = typer.Option(7, min=3, help="Keep the largest N regions (retail has 37 countries)."),
+    attacker: str | None = typer.Option(None, help="The hostile region (default: the second largest)."),
+    sync_rounds: int = typer.Option(20, min=2, help="Time budget, in synchronous-round times."),
+    max_tests: int = typer.Option(2000, min=100, help="Held-out cases evaluated (sampled)."),
+    undefended_attacks: bool = typer.Option(True, help="Also run every attack with the bounds off, for context."),
+    seed: int = typer.Option(0),
+    seeds: int = typer.Option(1, min=1, help="Consecutive seeds; the summary is the mean with the worst seed."),
+) -> None:
+    """One hostile region (sample inflation, scaled delta, sign flip, noise) against the defended aggregator."""
+    from facet.bench.common import write_result
+    from facet.bench.federation import build_setup
+    from facet.bench.poisoning import run_poisoning_benchmark, summarize_poisoning_seeds
+    from facet.evaluation.cli import DATASET_MODELS
+    from facet.evaluation.datasets import DatasetName, load_events
+    from facet.evaluation.split import leave_last_out
+
+    name = DatasetName(dataset)
+    config = DATASET_MODELS[name]
+    runs = []
+    for run_seed in range(seed, seed + seeds):
+        events = load_events(name, sessions=sessions, seed=run_seed + 7)
+        counts: dict[str, int] = {}
+        for event in events:
+            counts[event.region] = counts.get(event.region, 0) + 1
+        kept = set(sorted(counts, key=lambda r: counts[r], reverse=True)[:regions])
+        split = leave_last_out([e for e in events if e.region in kept], config.feature_space())
+        slowdown = {"eu": 4.0} if "eu" in kept else {}
+        setup = build_setup(split, config, slowdown, seed=run_seed, max_tests=max_tests, steps_by_data=True)
+        console.print(f"seed {run_seed}: regions {sorted(setup.regions)}")
+        result = run_poisoning_benchmark(setup, sync_rounds=sync_rounds, attacker=attacker,
+                                         undefended_attacks=undefended_attacks)
+        console.print_json(json.dumps(result["summary"], default=str))
+        runs.append({"seed": run_seed, **result})
+    summary = summarize_poisoning_seeds([run["summary"] for run in runs])
+    payload = write_result(json_path, summary, dataset=name.value, runs=runs)
+    _report(json_path, payload)

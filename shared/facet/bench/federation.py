@@ -36,7 +36,7 @@ from facet.contracts import ModelUpdate, TrainingMetrics
 from facet.evaluation.runner import model_scorer, ranks_for, sliced_metrics, train_on
 from facet.evaluation.split import Split, TestCase
 from facet.federation.client import LocalLearner
-from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
+from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState, Outcome
 from facet.federation.signing import sign
 from facet.federation.staleness import ConstantStaleness, PolynomialStaleness
 from facet.model.network import ModelConfig, SequenceRecommender
@@ -187,11 +187,19 @@ def run_sync_fedavg(setup: FederationSetup, time_budget: float, eval_every: floa
     return trace
 
 
+RegionFactory = Callable[[str, FederationSetup, int], "_Region"]
+AppliedObserver = Callable[[Aggregator, ModelUpdate, Outcome], None]
+
+
 def run_async(setup: FederationSetup, policy: AggregationPolicy, name: str, time_budget: float,
-              eval_every: float, tick: Callable[[], None] = lambda: None) -> Trace:
-    """Facet: regions never wait; each update is mixed in (FedAsync) or buffered (FedBuff) on arrival."""
+              eval_every: float, tick: Callable[[], None] = lambda: None, make_region: RegionFactory | None = None,
+              observe: AppliedObserver | None = None) -> Trace:
+    """Facet: regions never wait; each update is mixed in (FedAsync) or buffered (FedBuff) on arrival.
+
+    ``make_region`` builds each simulated region (the poisoning bench swaps in a hostile one); ``observe``
+    sees every update with the aggregator's outcome (and the aggregator, for its last moves)."""
     aggregator = _aggregator(setup, policy)
-    regions = [_Region(r, setup, i) for i, r in enumerate(setup.regions)]
+    regions = [(make_region or _Region)(r, setup, i) for i, r in enumerate(setup.regions)]
     trace = Trace(name)
     pending: list[tuple[float, int, ModelUpdate]] = []
     started = time.perf_counter()
@@ -210,7 +218,9 @@ def run_async(setup: FederationSetup, policy: AggregationPolicy, name: str, time
             tick()
         trace.bytes_sent += len(update.payload)
         trace.updates += 1
-        aggregator.handle(update)
+        outcome = aggregator.handle(update)
+        if observe is not None:
+            observe(aggregator, update, outcome)
         region = regions[index]
         following = region.local_round(aggregator.state.parameters, aggregator.state.version)
         heapq.heappush(pending, (finish + region.round_time, index, following))

@@ -156,8 +156,9 @@ def run_ingest_benchmark(
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=broker.supports_idempotence)
     topics = TopicSettings()
     asyncio.run(create_all_topics(kafka, topics, ["us", "eu", "uk", "in", "jp", "ae", "br"]))
+    # One storefront's key sends everything (ingest binds each key to its storefront).
     events = [
-        e.model_dump(mode="json")
+        {**e.model_dump(mode="json"), "storefront": "bench"}
         for e in JewelryWorkload(WorkloadConfig(sessions=batches * batch_size // 4, seed=11)).events()
     ]
     events = events[: batches * batch_size]
@@ -167,6 +168,7 @@ def run_ingest_benchmark(
         **_env(kafka, topics),
         "FACET_INGEST_API_KEY_HASHES": json.dumps({"bench": hashlib.sha256(API_KEY.encode()).hexdigest()}),
         "FACET_INGEST_MAX_BODY_BYTES": "8000000",
+        "FACET_INGEST_MAX_EVENT_AGE_DAYS": "36500",  # the generator's clock starts in January 2026
     }
     service = _Service(["ingest"], env, work_dir / "ingest.log")
     try:
@@ -195,8 +197,10 @@ def run_ingest_benchmark(
 def run_recommend_benchmark(
     broker: BrokerHandle, work_dir: Path, duration: float = 8.0, concurrency: int = 16
 ) -> dict[str, Any]:
+    from facet.federation.model_signing import ModelSigner, generate_keypair
     from facet.model.network import ModelConfig
     from facet.model.training import new_model
+    from facet.service.auth import hash_api_key
     from facet.service.models import to_bytes
 
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=broker.supports_idempotence)
@@ -204,15 +208,16 @@ def run_recommend_benchmark(
     asyncio.run(create_all_topics(kafka, topics, ["us"]))
     config = ModelConfig(id_buckets=8_192, dim=48, max_history=20)
     events = list(JewelryWorkload(WorkloadConfig(sessions=4_000, seed=12, regions=("us",))).events())
+    private_key, public_key = generate_keypair()
 
     async def publish() -> None:
         producer = make_producer(kafka, kafka.events_servers())
         await producer.start()
         for event in events:
             await producer.send(topics.events_topic("us"), wire.encode(event), key=event.shopper_id.encode())
-        model = GlobalModel(
+        model = ModelSigner(private_key).sign(GlobalModel(
             model_name="facet-recommender", version=1, parameters=to_bytes(new_model(config).state_dict())
-        )
+        ))
         await producer.send_and_wait(topics.models, wire.encode(model), key=b"facet-recommender")
         await producer.stop()
 
@@ -220,15 +225,20 @@ def run_recommend_benchmark(
     env = {
         **_env(kafka, topics),
         **{f"FACET_RECOMMENDER_MODEL__{k.upper()}": str(v) for k, v in config.model_dump().items()},
+        "FACET_RECOMMENDER_MODEL_TRUST__PUBLIC_KEYS": json.dumps([public_key]),
+        "FACET_RECOMMENDER_API_KEYS": json.dumps({"bench": {"key_sha256": [hash_api_key(API_KEY)],
+                                                            "storefront": "us-web",
+                                                            "scopes": ["recommendations:read"]}}),
     }
     service = _Service(["recommender", "--region", "us"], env, work_dir / "recommender.log")
     try:
         service.wait("/readyz")
         time.sleep(2)  # let it read the whole history
-        shoppers = list(dict.fromkeys(e.shopper_id for e in events))[:500]
+        # Shoppers of the storefront the key belongs to: their histories are what gets ranked.
+        shoppers = list(dict.fromkeys(e.shopper_id for e in events if e.storefront == "us-web"))[:500]
         urls = [service.url(f"/v1/recommendations?shopper={s}&k=10") for s in shoppers]
-        catalogue = httpx.get(urls[0]).json()
-        recommend = _load(urls, concurrency=concurrency, duration=duration)
+        catalogue = httpx.get(urls[0], headers={"X-API-Key": API_KEY}).json()
+        recommend = _load(urls, concurrency=concurrency, duration=duration, headers=(f"X-API-Key:{API_KEY}",))
         health = _load([service.url("/healthz")], concurrency=concurrency, duration=duration)
     finally:
         service.stop()

@@ -16,6 +16,7 @@ from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import GlobalModel
 from facet.federation.client import LocalLearner
+from facet.federation.model_signing import ModelSigner, generate_keypair
 from facet.kafka.admin import create_all_topics
 from facet.kafka.broker import BrokerHandle
 from facet.kafka.clients import make_producer
@@ -23,6 +24,7 @@ from facet.kafka.shutdown import ShutdownSignal
 from facet.model.features import ItemCatalogue
 from facet.model.network import ModelConfig
 from facet.model.training import new_model
+from facet.service.model_feed import ModelTrustSettings
 from facet.service.models import to_bytes
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
 
@@ -36,13 +38,15 @@ async def _trainer_rate(broker: BrokerHandle, events: list[Any], batch_size: int
     await create_all_topics(kafka, topics, ["us"])
     producer = make_producer(kafka, kafka.events_servers())
     await producer.start()
-    await producer.send_and_wait(topics.models, wire.encode(GlobalModel(
-        model_name="facet-recommender", version=0, parameters=to_bytes(new_model(CONFIG).state_dict()))),
+    private_key, public_key = generate_keypair()
+    await producer.send_and_wait(topics.models, wire.encode(ModelSigner(private_key).sign(GlobalModel(
+        model_name="facet-recommender", version=0, parameters=to_bytes(new_model(CONFIG).state_dict())))),
         key=b"facet-recommender")
     for event in events:
         await producer.send(topics.events_topic("us"), wire.encode(event), key=event.shopper_id.encode())
     await producer.stop()
     settings = TrainerSettings(region="us", signing_key="bench", model=CONFIG, replay_examples=0,
+                               model_trust=ModelTrustSettings(public_keys=[public_key]),
                                batch_size=batch_size, update_every_samples=10**9, update_every_seconds=3600,
                                http_port=0)
     service = TrainerService(settings, kafka, topics)
