@@ -67,6 +67,18 @@ def broker(
 
 keys_app = typer.Typer(help="Make keys for a deployment.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+kafka_app = typer.Typer(help="Kafka security: principals, SCRAM users and ACLs.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+
+
+@kafka_app.command("setup-script")
+def kafka_setup_script(
+    regions: str = typer.Option(",".join(DEFAULT_REGIONS), help="Comma-separated region codes."),
+) -> None:
+    """Print the SCRAM-user and ACL script the compose `kafka-setup` job runs (deploy/compose/kafka-setup.sh)."""
+    from facet.kafka.acls import setup_script
+
+    typer.echo(setup_script([r.strip() for r in regions.split(",") if r.strip()]), nl=False)
 
 
 @keys_app.command("model")

@@ -45,6 +45,8 @@ def _rendered(overlay: str) -> list[dict[str, Any]]:
 
 
 def _validate(document: dict[str, Any]) -> None:
+    if document.get("apiVersion", "").startswith("kafka.strimzi.io/"):
+        return  # a custom resource: test_kafka_users_grant_exactly_the_acls checks these
     kubernetes_validate.validate(document, K8S_VERSION, strict=True)
 
 
@@ -53,6 +55,8 @@ def test_generated_base_is_current() -> None:
     for name, documents in generator.manifests().items():
         on_disk = [d for d in yaml.safe_load_all((K8S / "base" / name).read_text()) if d]
         assert on_disk == documents, f"deploy/kubernetes/base/{name} is stale: run deploy/kubernetes/generate.py"
+    users = [d for d in yaml.safe_load_all((K8S / "overlays" / "prod" / "kafka-users.yaml").read_text()) if d]
+    assert users == generator.kafka_users(), "overlays/prod/kafka-users.yaml is stale: run generate.py"
 
 
 @pytest.mark.parametrize("overlay", ["dev", "prod"])
@@ -133,7 +137,8 @@ def test_a_broken_compose_file_is_rejected(mutation: Any) -> None:
 def test_compose_requires_secrets_and_waits_for_healthy_kafka() -> None:
     raw = (ROOT / "docker-compose.yml").read_text()
     for variable in ("FACET_INGEST_API_KEY_HASHES", "FACET_TRAINER_KEYS", "FACET_TRAINER_KEY_US",
-                     "GRAFANA_ADMIN_PASSWORD"):
+                     "GRAFANA_ADMIN_PASSWORD", "FACET_MODEL_SIGNING_KEY", "FACET_MODEL_PUBLIC_KEYS",
+                     "FACET_RECOMMENDER_API_KEYS", "KAFKA_PASSWORD_TRAINER_US"):
         assert re.search(r"\$\{" + variable + r":\?[^}]+\}", raw), f"{variable} must be required with :?"
     document = yaml.safe_load(raw)
     kafka = document["services"]["kafka"]
@@ -176,3 +181,88 @@ def test_dockerfile_is_multi_stage_non_root_cpu_torch_with_a_healthcheck() -> No
     assert "HEALTHCHECK" in dockerfile
     assert "download.pytorch.org/whl/cpu" in dockerfile and "torch==2.13.0" in dockerfile
     assert ".venv" in (ROOT / ".dockerignore").read_text()
+
+
+REGIONS = ("us", "eu", "uk", "in", "jp", "ae", "br")
+
+
+def test_kafka_grants_keep_each_region_to_itself() -> None:
+    from facet.config import TopicSettings
+    from facet.kafka.acls import service_grants
+
+    topics = TopicSettings()
+    grants = service_grants(REGIONS, topics)
+    events = {topics.events_topic(r): r for r in REGIONS}
+    for grant in grants:
+        if grant.resource_type != "topic" or grant.resource_name not in events:
+            continue
+        region = events[grant.resource_name]
+        if grant.operation == "Read":
+            assert grant.principal in (f"trainer-{region}", f"recommender-{region}"), grant
+        if grant.operation == "Write":
+            assert grant.principal == "ingest", grant
+    writers = {(g.principal, g.resource_name) for g in grants if g.operation == "Write"}
+    assert {p for p, topic in writers if topic == topics.models} == {"aggregator"}
+    assert {p for p, topic in writers if topic == topics.updates} == {f"trainer-{r}" for r in REGIONS}
+    assert {g.principal for g in grants if g.operation == "Create"} == {"topic-creator"}
+    assert not [g for g in grants if g.resource_type == "cluster"], "no service administers the cluster"
+
+
+def test_compose_setup_script_and_kafka_users_are_current() -> None:
+    from facet.kafka.acls import setup_script
+
+    assert (ROOT / "deploy" / "compose" / "kafka-setup.sh").read_text() == setup_script(REGIONS), (
+        "run `facet kafka setup-script > deploy/compose/kafka-setup.sh`")
+
+
+def test_compose_kafka_is_tls_scram_and_acl_only() -> None:
+    from facet.kafka.acls import principals
+
+    document = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    broker = document["services"]["kafka"]["environment"]
+    protocols = dict(item.split(":") for item in broker["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(protocols.values()) <= {"SSL", "SASL_SSL"}, "no listener runs PLAINTEXT"
+    assert broker["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert broker["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert broker["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    users = set()
+    for name, service in document["services"].items():
+        environment = service.get("environment") or {}
+        if "FACET_KAFKA_SASL_USERNAME" not in environment:
+            continue
+        users.add(environment["FACET_KAFKA_SASL_USERNAME"])
+        assert environment.get("FACET_KAFKA_SECURITY_PROTOCOL", "SASL_SSL") == "SASL_SSL"
+        expected = name.replace("topics", "topic-creator")
+        assert environment["FACET_KAFKA_SASL_USERNAME"] == expected, f"{name} must use its own principal"
+        if name.startswith(("trainer-", "recommender-")):
+            assert "PUBLIC_KEYS" in "".join(environment), f"{name} must verify model broadcasts"
+    assert users == set(principals(REGIONS))
+    assert "FACET_AGGREGATOR_MODEL_SIGNING_KEY" in document["services"]["aggregator"]["environment"]
+
+
+async def test_sasl_ssl_client_settings_render_for_aiokafka() -> None:
+    import certifi
+    from facet.config import KafkaSettings
+    from facet.kafka.clients import make_producer
+
+    settings = KafkaSettings(bootstrap_servers="kafka:9092", security_protocol="SASL_SSL",
+                             sasl_mechanism="SCRAM-SHA-512", sasl_username="trainer-us",
+                             sasl_password="secret", ssl_cafile=certifi.where())
+    options = settings.client_options()
+    assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "trainer-us" and options["ssl_context"] is not None
+    producer = make_producer(settings, settings.federation_servers())  # aiokafka accepts the options
+    assert producer.client._security_protocol == "SASL_SSL"
+    await producer.stop()  # never started: nothing to flush, but closes it
+    with pytest.raises(ValueError, match="SASL"):
+        KafkaSettings(bootstrap_servers="kafka:9092", security_protocol="SASL_SSL")
+
+
+def test_kafka_users_grant_exactly_the_acls() -> None:
+    from facet.kafka.acls import service_grants
+
+    users = [d for d in yaml.safe_load_all((K8S / "overlays" / "prod" / "kafka-users.yaml").read_text()) if d]
+    granted = {(u["metadata"]["name"], acl["resource"]["type"], acl["resource"]["name"], op)
+               for u in users for acl in u["spec"]["authorization"]["acls"] for op in acl["operations"]}
+    assert granted == {(g.principal, g.resource_type, g.resource_name, g.operation) for g in service_grants(REGIONS)}
+    assert all(u["spec"]["authentication"]["type"] == "scram-sha-512" for u in users)
