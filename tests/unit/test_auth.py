@@ -39,3 +39,12 @@ def test_keys_are_never_stored_in_clear_and_one_key_has_one_owner() -> None:
     assert "old" not in json.dumps({d: c.name for d, c in ring.by_digest.items()})
     with pytest.raises(ConfigurationError):
         KeyRing.parse(json.dumps({"a": {"key_sha256": [hash_api_key("k")]}, "b": {"key_sha256": [hash_api_key("k")]}}))
+
+
+def test_ingest_storefront_digests_rotate_with_a_list() -> None:
+    from facet_ingest.settings import IngestSettings
+
+    settings = IngestSettings(api_key_hashes=json.dumps({"store-de": [hash_api_key("old"), hash_api_key("new")]}))
+    write = settings.keyring().dependency(Scope.EVENTS_WRITE)
+    assert _status(write, authorization=None, x_api_key="old") == _status(write, authorization=None,
+                                                                          x_api_key="new") == "store-de"

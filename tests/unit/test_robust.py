@@ -91,3 +91,14 @@ def test_a_trainer_key_speaks_only_for_its_region() -> None:
                          metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1), codec="fp32",
                          payload=encode_delta({"w": torch.ones(8)}, CodecSpec.parse("fp32")))
     assert bound.handle(update.model_copy(update={"signature": sign(update, b"k")})).reason == "wrong_region"
+
+
+def test_trainer_key_rotation_overlaps_two_ids_bound_to_one_region() -> None:
+    policy = AggregationPolicy(mode="fedasync", max_staleness=10)
+    keys = {"trainer-us": b"old", "trainer-us-2": b"new"}
+    aggregator = Aggregator(AggregatorState(parameters={"w": torch.zeros(8)}), policy, keys)
+    for index, (trainer, key) in enumerate(keys.items()):
+        update = ModelUpdate(update_id=f"r{index}", trainer_id=trainer, region="us", base_version=index,
+                             num_samples=5, metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1),
+                             codec="fp32", payload=encode_delta({"w": torch.ones(8)}, CodecSpec.parse("fp32")))
+        assert aggregator.handle(update.model_copy(update={"signature": sign(update, key)})).status == "applied"
