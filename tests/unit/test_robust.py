@@ -24,32 +24,41 @@ def _guard(**policy: object) -> InfluenceGuard:
     return guard
 
 
-def test_inflated_sample_counts_are_capped_by_the_fleet_and_the_quota() -> None:
-    guard = _guard()
+def test_inflated_sample_counts_are_capped_by_the_quota_and_the_trainers_history() -> None:
+    guard = _guard(sample_quotas={"trainer-us": 2_000})
     bounded = guard.bound("trainer-us", 1_000_000_000, 1.0, 1.0)
-    assert bounded.num_samples <= 4 * 502 and bounded.clipped == "samples_fleet"
+    assert bounded.num_samples == 2_000 and bounded.clipped == "samples_quota"
     cold = InfluenceGuard(RobustnessPolicy(max_samples_per_update=10_000))
     assert cold.bound("trainer-us", 10**9, 1.0, 1.0).num_samples == 10_000, "the quota holds during warm-up"
+    honest_then_greedy = _guard()
+    claim = honest_then_greedy.bound("trainer-eu", 40_000, 1.0, 1.0)  # its history says ~500
+    assert claim.num_samples == 4 * 501 and claim.clipped == "samples_history"
 
 
-def test_norm_outliers_are_rejected_and_influence_is_clipped() -> None:
+def test_norm_outliers_are_rejected_and_long_deltas_clipped() -> None:
     guard = _guard()
     with pytest.raises(BoundRejected) as caught:
         guard.bound("trainer-us", 500, 50.0, 1.0)
     assert caught.value.reason == "norm_outlier"
-    bounded = guard.bound("trainer-us", 1900, 4.0, 1.0)  # 4× the samples and 4× the norm: 16× the influence
-    assert bounded.scale == pytest.approx(2.5 * 501 / (1900 * 4.0))
+    long = guard.bound("trainer-us", 500, 4.0, 1.0)
+    assert long.scale == pytest.approx(3.0 / 4.0) and long.clipped == "norm"
     honest = guard.bound("trainer-us", 510, 1.1, 1.0)
     assert honest.scale == 1.0 and honest.num_samples == 510 and honest.clipped == ""
 
 
+def test_the_influence_backstop_bounds_samples_times_norm() -> None:
+    guard = _guard(influence_clip_multiple=2.5)
+    bounded = guard.bound("trainer-us", 1900, 2.0, 1.0)  # 3.8× the samples, 2× the norm
+    assert bounded.scale == pytest.approx(2.5 * 501 / (1900 * 2.0)) and bounded.clipped == "influence"
+
+
 def test_a_fast_attacker_cannot_move_the_reference() -> None:
     guard = _guard()
-    for _ in range(200):  # the attacker reports 200 times with ever larger claims
-        bounded = guard.bound("trainer-us", 10**9, 5.0, 1.0)
-        guard.record("trainer-us", bounded, 5.0, 1.0)
-    assert guard.bound("trainer-eu", 600, 1.0, 1.0).num_samples == 600
-    assert guard.bound("trainer-us", 10**9, 1.0, 1.0).num_samples <= 4 * 502
+    for _ in range(200):  # the attacker reports 200 times with long deltas
+        bounded = guard.bound("trainer-us", 10**9, 2.9, 1.0)
+        guard.record("trainer-us", bounded, 2.9, 1.0)
+    assert guard.bound("trainer-eu", 600, 1.0, 1.0).scale == 1.0
+    assert guard.bound("trainer-us", 500, 4.0, 1.0).scale == pytest.approx(3.0 / 4.0)
 
 
 def _update(region: str, index: int, delta: dict[str, torch.Tensor], samples: int, trainer: str | None = None,
@@ -63,7 +72,8 @@ def _update(region: str, index: int, delta: dict[str, torch.Tensor], samples: in
 
 def test_an_inflated_trainer_moves_the_model_like_a_few_honest_ones_not_ten_thousand() -> None:
     policy = AggregationPolicy(mode="fedasync", alpha=0.5, staleness=ConstantStaleness(), max_staleness=10_000,
-                               max_update_norm=1e6)
+                               max_update_norm=1e6,
+                               robustness=RobustnessPolicy(sample_quotas={f"trainer-{r}": 600 for r in REGIONS}))
     aggregator = Aggregator(AggregatorState(parameters={"w": torch.zeros(8)}), policy, KEYS)
     generator = torch.Generator().manual_seed(0)
     for index in range(6):

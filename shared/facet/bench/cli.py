@@ -178,32 +178,24 @@ def poisoning(
     undefended_attacks: bool = typer.Option(True, help="Also run every attack with the bounds off, for context."),
     seed: int = typer.Option(0),
     seeds: int = typer.Option(1, min=1, help="Consecutive seeds; the summary is the mean with the worst seed."),
+    jobs: int = typer.Option(2, min=1, help="Runs side by side, one thread each (2 cores: 2)."),
 ) -> None:
     """One hostile region (sample inflation, scaled delta, sign flip, noise) against the defended aggregator."""
-    from facet.bench.common import write_result
-    from facet.bench.federation import build_setup
-    from facet.bench.poisoning import run_poisoning_benchmark, summarize_poisoning_seeds
-    from facet.evaluation.cli import DATASET_MODELS
-    from facet.evaluation.datasets import DatasetName, load_events
-    from facet.evaluation.split import leave_last_out
+    import functools
 
-    name = DatasetName(dataset)
-    config = DATASET_MODELS[name]
+    from facet.bench.common import write_result
+    from facet.bench.poisoning import poisoning_setup, run_poisoning_benchmark, summarize_poisoning_seeds
+
     runs = []
     for run_seed in range(seed, seed + seeds):
-        events = load_events(name, sessions=sessions, seed=run_seed + 7)
-        counts: dict[str, int] = {}
-        for event in events:
-            counts[event.region] = counts.get(event.region, 0) + 1
-        kept = set(sorted(counts, key=lambda r: counts[r], reverse=True)[:regions])
-        split = leave_last_out([e for e in events if e.region in kept], config.feature_space())
-        slowdown = {"eu": 4.0} if "eu" in kept else {}
-        setup = build_setup(split, config, slowdown, seed=run_seed, max_tests=max_tests, steps_by_data=True)
-        console.print(f"seed {run_seed}: regions {sorted(setup.regions)}")
-        result = run_poisoning_benchmark(setup, sync_rounds=sync_rounds, attacker=attacker,
-                                         undefended_attacks=undefended_attacks)
+        factory = functools.partial(poisoning_setup, dataset, sessions=sessions, regions=regions, seed=run_seed,
+                                    max_tests=max_tests)
+        console.print(f"seed {run_seed} ({run_seed - seed + 1} of {seeds}), {jobs} runs at a time")
+        result = run_poisoning_benchmark(factory, sync_rounds=sync_rounds, attacker=attacker,
+                                         undefended_attacks=undefended_attacks, jobs=jobs)
         console.print_json(json.dumps(result["summary"], default=str))
         runs.append({"seed": run_seed, **result})
-    summary = summarize_poisoning_seeds([run["summary"] for run in runs])
-    payload = write_result(json_path, summary, dataset=name.value, runs=runs)
+        summary = summarize_poisoning_seeds([run["summary"] for run in runs])
+        # Written after every seed, so a run stopped early still leaves its figures.
+        payload = write_result(json_path, summary, dataset=dataset, runs=runs)
     _report(json_path, payload)

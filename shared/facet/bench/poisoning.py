@@ -18,9 +18,11 @@ the median honest move, in the same defended run, worst attack) and ``ndcg10_rat
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import torch
@@ -34,6 +36,7 @@ from facet.federation.robust import RobustnessPolicy
 from facet.federation.server import AggregationPolicy, Aggregator, Outcome
 from facet.federation.signing import sign
 from facet.federation.staleness import PolynomialStaleness
+from facet.model.training import PAD
 
 ATTACKS = ("sample_inflation", "scaled_delta", "sign_flip", "random_noise")
 SCALE = 20.0
@@ -80,43 +83,76 @@ def hostile_region_factory(attacker: str, attack: str | None) -> Callable[[str, 
 
 
 class MoveRecorder:
-    """Every applied update's move of the global model, split into the attacker's and everyone else's."""
+    """Every applied update's move of the global model, split into the attacker's and everyone else's.
 
-    def __init__(self, attacker: str) -> None:
+    Moves shrink by an order of magnitude over a run (large early steps, then the server step decays), so
+    an attacker's move is compared with the honest moves around the same version (``window`` versions
+    either side), not with the whole run's median, which would call an honest region's first update a
+    10× outlier. The whole-run figure is reported beside it.
+    """
+
+    def __init__(self, attacker: str, window: int = 10) -> None:
         self.attacker_trainer = f"trainer-{attacker}"
-        self.attacker: list[float] = []
-        self.honest: list[float] = []
+        self.window = window
+        self.attacker: list[tuple[int, float]] = []
+        self.honest: list[tuple[int, float]] = []
         self.rejected: dict[str, int] = {}
         self.bounded: dict[str, int] = {}
 
+    def _who(self, update: ModelUpdate) -> str:
+        return "attacker" if update.trainer_id == self.attacker_trainer else "honest"
+
     def __call__(self, aggregator: Aggregator, update: ModelUpdate, outcome: Outcome) -> None:
         if outcome.status == "rejected":
-            key = f"{'attacker' if update.trainer_id == self.attacker_trainer else 'honest'}:{outcome.reason}"
+            key = f"{self._who(update)}:{outcome.reason}"
             self.rejected[key] = self.rejected.get(key, 0) + 1
             return
         if outcome.clipped:
-            key = f"{'attacker' if update.trainer_id == self.attacker_trainer else 'honest'}:{outcome.clipped}"
+            key = f"{self._who(update)}:{outcome.clipped}"
             self.bounded[key] = self.bounded.get(key, 0) + 1
         if outcome.new_version is None:
             return
         for move in aggregator.last_moves:
-            (self.attacker if move.trainer_id == self.attacker_trainer else self.honest).append(move.distance)
+            moves = self.attacker if move.trainer_id == self.attacker_trainer else self.honest
+            moves.append((move.version, move.distance))
 
     def shift_ratio(self) -> float | None:
+        """The attacker's largest move over the median honest move near the same version."""
         if not self.honest:
             return None
-        if not self.attacker:
-            return 0.0
-        return max(self.attacker) / max(statistics.median(self.honest), 1e-12)
+        ratios = []
+        for version, distance in self.attacker:
+            nearby = [d for v, d in self.honest if abs(v - version) <= self.window]
+            if nearby:
+                ratios.append(distance / max(statistics.median(nearby), 1e-12))
+        return max(ratios, default=0.0)
+
+    def shift_ratio_vs_run_median(self) -> float | None:
+        if not self.honest:
+            return None
+        largest = max((d for _, d in self.attacker), default=0.0)
+        return largest / max(statistics.median(d for _, d in self.honest), 1e-12)
 
 
-def fedbuff_policy(defended: bool, *, buffer_size: int = 4, server_lr: float = 1.5,
-                   decay_versions: float | None = 50.0) -> AggregationPolicy:
+def sample_quotas(setup: FederationSetup, slack: float = 1.5) -> dict[str, int]:
+    """Each simulated trainer's quota, as an operator would configure it: what it trains per round (its
+    ``update_every_samples``; here local steps × batch size × the region's mean targets per window), with
+    slack for the batches' variation."""
+    quotas = {}
+    for region in setup.regions:
+        windows = setup.windows[region]
+        targets_per_window = float((windows.targets != PAD).sum()) / max(len(windows), 1)
+        quotas[f"trainer-{region}"] = int(slack * setup.steps_for(region) * setup.batch_size * targets_per_window)
+    return quotas
+
+
+def fedbuff_policy(defended: bool, quotas: dict[str, int] | None = None, *, buffer_size: int = 4,
+                   server_lr: float = 1.5, decay_versions: float | None = 50.0) -> AggregationPolicy:
     """The federation bench's FedBuff; only the robustness bounds differ between defended and not."""
     return AggregationPolicy(mode="fedbuff", buffer_size=buffer_size, server_lr=server_lr,
                              staleness=PolynomialStaleness(exponent=0.5), max_staleness=1000, max_update_norm=1e6,
                              server_lr_decay_versions=decay_versions,
-                             robustness=RobustnessPolicy(enabled=defended))
+                             robustness=RobustnessPolicy(enabled=defended, sample_quotas=quotas or {}))
 
 
 def default_attacker(setup: FederationSetup) -> str:
@@ -125,35 +161,83 @@ def default_attacker(setup: FederationSetup) -> str:
     return ranked[1] if len(ranked) > 1 else ranked[0]
 
 
-def run_poisoning_benchmark(setup: FederationSetup, *, sync_rounds: int, attacker: str | None = None,
-                            attacks: Sequence[str] = ATTACKS, undefended_attacks: bool = True) -> dict[str, Any]:
+SetupFactory = Callable[[], FederationSetup]
+
+
+def poisoning_setup(dataset: str, *, sessions: int, regions: int, seed: int, max_tests: int) -> FederationSetup:
+    """The federation bench's setup on the ``regions`` largest regions (retail has 37 countries)."""
+    from facet.bench.federation import build_setup
+    from facet.evaluation.cli import DATASET_MODELS
+    from facet.evaluation.datasets import DatasetName, load_events
+    from facet.evaluation.split import leave_last_out
+
+    name = DatasetName(dataset)
+    config = DATASET_MODELS[name]
+    events = load_events(name, sessions=sessions, seed=seed + 7)
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event.region] = counts.get(event.region, 0) + 1
+    kept = set(sorted(counts, key=lambda r: counts[r], reverse=True)[:regions])
+    split = leave_last_out([e for e in events if e.region in kept], config.feature_space())
+    slowdown = {"eu": 4.0} if "eu" in kept else {}
+    return build_setup(split, config, slowdown, seed=seed, max_tests=max_tests, steps_by_data=True)
+
+
+def _run_one(setup: FederationSetup | SetupFactory, name: str, defended: bool, attack: str | None,
+             attacker: str | None, sync_rounds: int) -> dict[str, Any]:
+    """One run of the plan. In a worker process the setup is rebuilt from its (picklable) factory, on one
+    thread: two single-threaded runs side by side beat one on two threads."""
+    if not isinstance(setup, FederationSetup):
+        torch.set_num_threads(1)
+        setup = setup()
     attacker = attacker or default_attacker(setup)
     budget = sync_rounds * max(setup.round_time(r) for r in setup.regions)
+    recorder = MoveRecorder(attacker)
+    started = time.perf_counter()
+    trace = run_async(setup, fedbuff_policy(defended, sample_quotas(setup)), name, budget, eval_every=budget * 2,
+                      make_region=hostile_region_factory(attacker, attack), observe=recorder)
+    return {
+        "defended": defended, "attack": attack, "attacker": attacker,
+        "final_ndcg10": trace.final["overall"]["ndcg10"],
+        "final_regions": {r: v.get("ndcg10") for r, v in trace.final.get("regions", {}).items()},
+        "updates": trace.updates,
+        "model_shift_ratio": recorder.shift_ratio(),
+        "model_shift_ratio_vs_run_median": recorder.shift_ratio_vs_run_median(),
+        "attacker_max_move": max((d for _, d in recorder.attacker), default=None),
+        "honest_median_move": statistics.median(d for _, d in recorder.honest) if recorder.honest else None,
+        "rejected": recorder.rejected, "bounded": recorder.bounded,
+        "seconds": time.perf_counter() - started,
+        "regions": {r: len(w) for r, w in setup.windows.items()}, "test_cases": len(setup.tests),
+        "time_budget": budget, "codec": setup.codec, "sample_quotas": sample_quotas(setup),
+    }
+
+
+def run_poisoning_benchmark(setup: FederationSetup | SetupFactory, *, sync_rounds: int, attacker: str | None = None,
+                            attacks: Sequence[str] = ATTACKS, undefended_attacks: bool = True,
+                            jobs: int = 1) -> dict[str, Any]:
+    """Every run of the plan, ``jobs`` at a time (with jobs > 1, ``setup`` must be a picklable factory)."""
     plan: list[tuple[str, bool, str | None]] = [("clean_undefended", False, None), ("clean_defended", True, None)]
     plan += [(f"{attack}_defended", True, attack) for attack in attacks]
     if undefended_attacks:
         plan += [(f"{attack}_undefended", False, attack) for attack in attacks]
     runs: dict[str, dict[str, Any]] = {}
-    with Progress(transient=True) as progress:
-        task = progress.add_task("poisoning", total=len(plan))
-        for name, defended, attack in plan:
-            progress.update(task, description=name)
-            recorder = MoveRecorder(attacker)
-            started = time.perf_counter()
-            trace = run_async(setup, fedbuff_policy(defended), name, budget, eval_every=budget * 2,
-                              make_region=hostile_region_factory(attacker, attack), observe=recorder)
-            runs[name] = {
-                "defended": defended, "attack": attack,
-                "final_ndcg10": trace.final["overall"]["ndcg10"],
-                "final_regions": {r: v.get("ndcg10") for r, v in trace.final.get("regions", {}).items()},
-                "updates": trace.updates,
-                "model_shift_ratio": recorder.shift_ratio(),
-                "attacker_max_move": max(recorder.attacker, default=None),
-                "honest_median_move": statistics.median(recorder.honest) if recorder.honest else None,
-                "rejected": recorder.rejected, "bounded": recorder.bounded,
-                "seconds": time.perf_counter() - started,
-            }
-            progress.advance(task)
+    with Progress() as progress:
+        task = progress.add_task("poisoning runs", total=len(plan))
+        if jobs == 1:
+            built = setup if isinstance(setup, FederationSetup) else setup()
+            for name, defended, attack in plan:
+                runs[name] = _run_one(built, name, defended, attack, attacker, sync_rounds)
+                progress.advance(task)
+        else:
+            if isinstance(setup, FederationSetup):
+                raise ValueError("parallel runs need a setup factory, not a built setup")
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                futures = {pool.submit(_run_one, setup, name, defended, attack, attacker, sync_rounds): name
+                           for name, defended, attack in plan}
+                for future in as_completed(futures):
+                    runs[futures[future]] = future.result()
+                    progress.advance(task)
     clean = runs["clean_defended"]["final_ndcg10"]
     under_attack = {a: runs[f"{a}_defended"]["final_ndcg10"] / max(clean, 1e-12) for a in attacks}
     shifts = {a: runs[f"{a}_defended"]["model_shift_ratio"] for a in attacks}
@@ -162,7 +246,9 @@ def run_poisoning_benchmark(setup: FederationSetup, *, sync_rounds: int, attacke
         "worst_attack": min(under_attack, key=lambda a: under_attack[a]),
         "max_model_shift_ratio": max((s for s in shifts.values() if s is not None), default=None),
         "ndcg10_ratio_clean_vs_undefended": clean / max(runs["clean_undefended"]["final_ndcg10"], 1e-12),
-        "attacker": attacker,
+        "attacker": runs["clean_defended"]["attacker"],
+        # The same region's largest move when it is honest: the yardstick for the shift ratio.
+        "model_shift_ratio_of_that_region_when_honest": runs["clean_defended"]["model_shift_ratio"],
     }
     return {
         "summary": summary,
@@ -171,12 +257,12 @@ def run_poisoning_benchmark(setup: FederationSetup, *, sync_rounds: int, attacke
         "undefended_ndcg10_ratio_under_attack": {
             a: runs[f"{a}_undefended"]["final_ndcg10"] / max(runs["clean_undefended"]["final_ndcg10"], 1e-12)
             for a in attacks if f"{a}_undefended" in runs},
+        "undefended_model_shift_ratio": {a: runs[f"{a}_undefended"]["model_shift_ratio"]
+                                         for a in attacks if f"{a}_undefended" in runs},
         "runs": runs,
         "attack_strength": {"scale": SCALE, "noise_norm_multiple": NOISE_NORM_MULTIPLE,
                             "claimed_samples": 1_000_000_000},
-        "simulation": {"time_budget": budget, "regions": {r: len(w) for r, w in setup.windows.items()},
-                       "test_cases": len(setup.tests), "codec": setup.codec,
-                       "robustness": RobustnessPolicy().model_dump()},
+        "robustness": RobustnessPolicy().model_dump(),
     }
 
 

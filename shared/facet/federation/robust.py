@@ -1,27 +1,32 @@
 """Bounding what one signed trainer can do to the global model, from what the aggregator can check.
 
 A trainer's claims about itself (how many samples it trained, how large its delta is) are not trusted.
-What the aggregator does see is every trainer's history of updates. So each claim is bounded by the
-fleet's recent behaviour, with the fleet summarised robustly: first each trainer's own median over its
-recent updates, then the median over trainers. One hostile trainer, however fast it reports, is one
-trainer in that median and cannot move the reference.
+What the aggregator does see is its configuration (each trainer's sample quota) and every trainer's
+history of updates. The fleet is summarised robustly: first each trainer's own median over its recent
+updates, then the median over the *other* trainers. One hostile trainer, however fast it reports, is one
+trainer in that median and cannot move the reference it is judged against.
 
-Three bounds, applied in order:
+The bounds, applied in order:
 
-1. **Samples.** The claimed count is capped at ``max_samples_per_update`` and, once the fleet has a
-   history, at ``sample_cap_multiple`` × the fleet's median claim. The capped count is what weighs the
-   update and what enters the running mean of sample counts (a claim of 10⁹ cannot shrink everyone
-   else's weight).
+1. **Samples.** The claimed count is capped at the trainer's quota (``sample_quotas``, else
+   ``max_samples_per_update``: what that trainer can plausibly train between two updates, e.g. its
+   ``update_every_samples`` plus a batch) and, once it has a history, at ``own_sample_multiple`` × its own
+   median claim. The capped count is what weighs the update and what enters the running mean of sample
+   counts, so a claim of 10⁹ cannot shrink everyone else's weight.
 2. **Norm outliers are rejected.** A delta whose L2 norm exceeds ``norm_reject_multiple`` × the fleet's
    median norm is refused (a scaled or random-noise attack), not clipped into the model.
-3. **Influence is clipped.** An update moves the model by roughly lr · n s(τ) / n̄ · ‖Δ‖, so its
-   influence is measured as n s(τ) ‖Δ‖ (capped samples × staleness weight × norm). Beyond
-   ``influence_clip_multiple`` × the fleet's median influence, the delta is scaled down to it: a
-   norm-bounded mean, in which no single update outweighs a few typical ones.
+3. **Norms are clipped.** Beyond ``norm_clip_multiple`` × the fleet's median norm, the delta is scaled down
+   to it: a norm-bounded mean, in which no update is longer than a few typical ones.
+4. **Influence is clipped** (optional backstop for loose quotas). An update moves the model by about
+   lr · n s(τ) / n̄ · ‖Δ‖; beyond ``influence_clip_multiple`` × the fleet's median of n s(τ) ‖Δ‖ the delta
+   is scaled down to it.
 
-Until ``warmup_trainers`` trainers have ``warmup_updates`` updates each, only the absolute bounds apply
-(``max_samples_per_update`` and the policy's ``max_update_norm``): a fleet's reference cannot be learned
-from nothing, and during warm-up a hostile trainer is bounded by those absolute limits alone.
+Until ``warmup_trainers`` other trainers have ``warmup_updates`` updates each, only the quota and the
+policy's absolute ``max_update_norm`` apply: a fleet's reference cannot be learned from nothing.
+
+What this does not stop: a trainer that stays inside every bound but sends a harmful direction (a sign
+flip of an honest-sized update) counts like one honest region pulling the wrong way; `facet bench
+poisoning` measures what that costs.
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ from pydantic import BaseModel, Field
 
 class RobustnessPolicy(BaseModel):
     enabled: bool = True
-    #: Absolute quota on one update's claimed sample count (the trainer's update_every_samples plus a batch
-    #: is what an honest trainer service sends).
+    #: Quota on one update's claimed sample count, for trainers without their own entry in sample_quotas
+    #: (an honest trainer service sends about update_every_samples plus a batch).
     max_samples_per_update: int = Field(default=50_000, ge=1)
-    sample_cap_multiple: float = Field(default=4.0, ge=1)
+    #: Trainer id → its quota (from the deployment's configuration of that trainer).
+    sample_quotas: dict[str, int] = Field(default_factory=dict)
+    own_sample_multiple: float = Field(default=4.0, ge=1)
     norm_reject_multiple: float = Field(default=6.0, gt=1)
-    influence_clip_multiple: float = Field(default=2.5, gt=0)
+    norm_clip_multiple: float | None = Field(default=3.0, gt=0)
+    influence_clip_multiple: float | None = Field(default=None, gt=0)
     #: Updates per trainer kept for its medians.
     history: int = Field(default=20, ge=3, le=10_000)
     warmup_trainers: int = Field(default=2, ge=1)
@@ -88,24 +96,30 @@ class InfluenceGuard:
     def bound(self, trainer: str, claimed_samples: int, norm: float, staleness_weight: float) -> Bounded:
         """Bound one update; raises BoundRejected for a norm outlier. Does not record it (see ``record``)."""
         policy = self.policy
-        samples = min(claimed_samples, policy.max_samples_per_update)
-        clipped = "samples_quota" if samples < claimed_samples else ""
         if not policy.enabled:
             return Bounded(claimed_samples, 1.0)
-        # The trainer's own history is left out of the references it is judged against.
-        fleet_samples = self._fleet_median("samples", excluding=trainer)
-        if fleet_samples is not None and samples > policy.sample_cap_multiple * fleet_samples:
-            samples = max(1, int(policy.sample_cap_multiple * fleet_samples))
-            clipped = "samples_fleet"
-        fleet_norm = self._fleet_median("norms", excluding=trainer)
-        if fleet_norm is not None and norm > policy.norm_reject_multiple * fleet_norm:
-            raise BoundRejected("norm_outlier", f"norm {norm:.3g} > {policy.norm_reject_multiple:g} × fleet "
-                                                f"median {fleet_norm:.3g}")
+        quota = policy.sample_quotas.get(trainer, policy.max_samples_per_update)
+        samples = min(claimed_samples, quota)
+        clipped = "samples_quota" if samples < claimed_samples else ""
+        own = self.trainers.get(trainer)
+        if own is not None and len(own.samples) >= policy.warmup_updates:
+            ceiling = policy.own_sample_multiple * statistics.median(own.samples)
+            if samples > ceiling:
+                samples, clipped = max(1, int(ceiling)), "samples_history"
+        # The trainer's own history is left out of the fleet references it is judged against.
         scale = 1.0
+        fleet_norm = self._fleet_median("norms", excluding=trainer)
+        if fleet_norm is not None and fleet_norm > 0:
+            if norm > policy.norm_reject_multiple * fleet_norm:
+                raise BoundRejected("norm_outlier", f"norm {norm:.3g} > {policy.norm_reject_multiple:g} × fleet "
+                                                    f"median {fleet_norm:.3g}")
+            if policy.norm_clip_multiple is not None and norm > policy.norm_clip_multiple * fleet_norm:
+                scale, clipped = policy.norm_clip_multiple * fleet_norm / norm, clipped or "norm"
         fleet_influence = self._fleet_median("influence", excluding=trainer)
-        influence = samples * staleness_weight * norm
-        if fleet_influence is not None and influence > policy.influence_clip_multiple * fleet_influence > 0:
-            scale = policy.influence_clip_multiple * fleet_influence / influence
+        influence = samples * staleness_weight * norm * scale
+        if (policy.influence_clip_multiple is not None and fleet_influence is not None
+                and influence > policy.influence_clip_multiple * fleet_influence > 0):
+            scale *= policy.influence_clip_multiple * fleet_influence / influence
             clipped = clipped or "influence"
         return Bounded(samples, scale, clipped)
 
