@@ -179,6 +179,8 @@ def poisoning(
     seed: int = typer.Option(0),
     seeds: int = typer.Option(1, min=1, help="Consecutive seeds; the summary is the mean with the worst seed."),
     jobs: int = typer.Option(2, min=1, help="Runs side by side, one thread each (2 cores: 2)."),
+    min_round_time: float = typer.Option(10.0, min=0.0, help="Pace regions like stream-fed trainers (at most one "
+                                         "round per this many time units; 0: compute-bound)."),
 ) -> None:
     """One hostile region (sample inflation, scaled delta, sign flip, noise) against the defended aggregator."""
     import functools
@@ -189,7 +191,7 @@ def poisoning(
     runs = []
     for run_seed in range(seed, seed + seeds):
         factory = functools.partial(poisoning_setup, dataset, sessions=sessions, regions=regions, seed=run_seed,
-                                    max_tests=max_tests)
+                                    max_tests=max_tests, min_round_time=min_round_time)
         console.print(f"seed {run_seed} ({run_seed - seed + 1} of {seeds}), {jobs} runs at a time")
         result = run_poisoning_benchmark(factory, sync_rounds=sync_rounds, attacker=attacker,
                                          undefended_attacks=undefended_attacks, jobs=jobs)

@@ -164,8 +164,10 @@ def default_attacker(setup: FederationSetup) -> str:
 SetupFactory = Callable[[], FederationSetup]
 
 
-def poisoning_setup(dataset: str, *, sessions: int, regions: int, seed: int, max_tests: int) -> FederationSetup:
-    """The federation bench's setup on the ``regions`` largest regions (retail has 37 countries)."""
+def poisoning_setup(dataset: str, *, sessions: int, regions: int, seed: int, max_tests: int,
+                    min_round_time: float = 0.0) -> FederationSetup:
+    """The federation bench's setup on the ``regions`` largest regions (retail has 37 countries), paced
+    like stream-fed trainers when ``min_round_time`` is set."""
     from facet.bench.federation import build_setup
     from facet.evaluation.cli import DATASET_MODELS
     from facet.evaluation.datasets import DatasetName, load_events
@@ -180,7 +182,8 @@ def poisoning_setup(dataset: str, *, sessions: int, regions: int, seed: int, max
     kept = set(sorted(counts, key=lambda r: counts[r], reverse=True)[:regions])
     split = leave_last_out([e for e in events if e.region in kept], config.feature_space())
     slowdown = {"eu": 4.0} if "eu" in kept else {}
-    return build_setup(split, config, slowdown, seed=seed, max_tests=max_tests, steps_by_data=True)
+    return build_setup(split, config, slowdown, seed=seed, max_tests=max_tests, steps_by_data=True,
+                       min_round_time=min_round_time)
 
 
 def _run_one(setup: FederationSetup | SetupFactory, name: str, defended: bool, attack: str | None,
