@@ -199,11 +199,9 @@ class AggregatorService:
 
     async def _dead_letter(self, error: PoisonMessageError, record: ConsumerRecord) -> None:
         m.UPDATES_REJECTED.labels(error.reason).inc()
-        try:
-            await self.dlq.publish(error, value=record.value, key=record.key, source_topic=record.topic,
-                                   partition=record.partition, offset=record.offset)
-        except Exception as exc:  # the counter and this log still say it; the loop must go on
-            log.warning("dead_letter_failed", error=str(exc)[:200], offset=record.offset)
+        # Raises when the dead-letter topic cannot be written: the offset is then never committed, and the
+        # record is read (and kept) again after the restart.
+        await self.dlq.publish_record(error, record)
 
     async def _maybe_checkpoint_and_broadcast(self, final: bool = False) -> None:
         state = self.aggregator.state

@@ -63,11 +63,7 @@ async def _observe(state: RegionalState, record: object, topic: str, dlq: DeadLe
         error = PoisonMessageError("unexpected", f"{type(unexpected).__name__}: {unexpected}")
         log.exception("event_failed", offset=getattr(record, "offset", None))
     EVENTS_REJECTED.labels(error.reason).inc()
-    try:
-        await dlq.publish(error, value=value, key=getattr(record, "key", None), source_topic=topic,
-                          partition=getattr(record, "partition", -1), offset=getattr(record, "offset", -1))
-    except Exception as exc:  # the DLQ being down must not stop serving; the counter still says it
-        log.warning("dead_letter_failed", error=str(exc)[:200])
+    await dlq.publish_record_quietly(error, record)
 
 
 async def run_recommender(settings: RecommenderSettings, kafka: KafkaSettings, topics: TopicSettings) -> None:

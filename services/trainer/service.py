@@ -176,8 +176,7 @@ class TrainerService:
         except Exception as unexpected:  # a bug must not stall the region: keep the record and say why
             error = PoisonMessageError("unexpected", f"{type(unexpected).__name__}: {unexpected}")
             self.log.exception("event_failed", offset=getattr(record, "offset", None))
-        await self.dlq.publish(error, value=value, key=getattr(record, "key", None), source_topic=self.topic,
-                               partition=getattr(record, "partition", -1), offset=getattr(record, "offset", -1))
+        await self.dlq.publish_record(error, record)  # raises if it cannot be kept: nothing is committed then
 
     async def _train_in_background(self) -> None:
         """Train the pending examples in a worker thread while the loop fetches and decodes the next ones.

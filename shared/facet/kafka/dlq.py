@@ -15,6 +15,9 @@ log = get_logger(__name__)
 DEAD_LETTERED = Counter(
     "facet_dead_lettered_total", "Inputs routed to the dead-letter topic", ["service", "reason"]
 )
+DEAD_LETTER_FAILURES = Counter(
+    "facet_dead_letter_failures_total", "Inputs that could not be written to the dead-letter topic", ["service"]
+)
 
 #: Header names on a dead-lettered record (all values are UTF-8 bytes).
 REASON_HEADER = "facet-dlq-reason"
@@ -58,3 +61,19 @@ class DeadLetterPublisher:
             partition=partition,
             offset=offset,
         )
+
+    async def publish_record(self, error: PoisonMessageError, record: object) -> None:
+        """Dead-letter a consumed record (anything with aiokafka's ConsumerRecord attributes). Raises when the
+        dead-letter topic cannot be written: a consumer that commits offsets must not move past it then."""
+        await self.publish(error, value=getattr(record, "value", None), key=getattr(record, "key", None),
+                           source_topic=getattr(record, "topic", ""), partition=getattr(record, "partition", -1),
+                           offset=getattr(record, "offset", -1))
+
+    async def publish_record_quietly(self, error: PoisonMessageError, record: object) -> None:
+        """For readers that commit nothing (every replica reads the whole topic): a dead-letter topic that
+        cannot be written is counted and logged, and reading goes on."""
+        try:
+            await self.publish_record(error, record)
+        except Exception as exc:
+            DEAD_LETTER_FAILURES.labels(self._service).inc()
+            log.warning("dead_letter_failed", reason=error.reason, error=str(exc)[:200])

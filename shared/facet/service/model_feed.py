@@ -163,10 +163,5 @@ async def _reject(error: PoisonMessageError, record: object, dlq: DeadLetterPubl
     log.warning("model_message_rejected", reason=error.reason, detail=error.detail[:200],
                 offset=getattr(record, "offset", None), version=model.version if model else None)
     if dlq is not None and record is not None:
-        try:
-            await dlq.publish(error, value=getattr(record, "value", None), key=getattr(record, "key", None),
-                              source_topic=getattr(record, "topic", ""), partition=getattr(record, "partition", -1),
-                              offset=getattr(record, "offset", -1))
-        except Exception as exc:  # the DLQ being down must not stop the feed; the counter still says it
-            log.warning("dead_letter_failed", error=str(exc)[:200])
+        await dlq.publish_record_quietly(error, record)
 
