@@ -70,7 +70,7 @@ def bench_size(
         table[untouched] = 0.0
         update = ModelUpdate(
             update_id=f"u{index}",
-            trainer_id="t",
+            trainer_id="trainer-eu",
             region="eu",
             base_version=0,
             num_samples=100,
@@ -104,7 +104,8 @@ def bench_size(
         max_update_norm=1e9,
     )
     # Warm-up on a throwaway aggregator (first sparse ops and allocations), so both sides are steady state.
-    warm = Aggregator(AggregatorState(parameters={k: v.clone() for k, v in model.items()}), policy, {"t": KEY})
+    keys = {"trainer-eu": KEY}
+    warm = Aggregator(AggregatorState(parameters={k: v.clone() for k, v in model.items()}), policy, keys)
     for message in messages[:WARMUP]:
         warm.handle(message)
     del warm
@@ -114,7 +115,7 @@ def bench_size(
         for _ in range(REPEATS):
             # A fresh aggregator each time: the same update ids again would be rejected as duplicates.
             aggregator = Aggregator(AggregatorState(parameters={k: v.clone() for k, v in model.items()}), policy,
-                                    {"t": KEY})
+                                    keys)
             started = time.perf_counter()
             for message in messages:
                 outcome = aggregator.handle(message)
