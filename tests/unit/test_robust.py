@@ -41,7 +41,10 @@ def test_norm_outliers_are_rejected_and_long_deltas_clipped() -> None:
         guard.bound("trainer-us", 500, 50.0, 1.0)
     assert caught.value.reason == "norm_outlier"
     long = guard.bound("trainer-us", 500, 4.0, 1.0)
-    assert long.scale == pytest.approx(3.0 / 4.0) and long.clipped == "norm"
+    assert long.scale == pytest.approx(3.0 * (1 / 501) / (4.0 / 500)) and long.clipped == "norm"
+    # A market that trains 30× the samples per update may send a 30× longer delta: norms are per sample.
+    big_market = guard.bound("trainer-us", 15_000, 30.0, 1.0)
+    assert big_market.scale == 1.0 and big_market.clipped == ""
     honest = guard.bound("trainer-us", 510, 1.1, 1.0)
     assert honest.scale == 1.0 and honest.num_samples == 510 and honest.clipped == ""
 
@@ -58,7 +61,7 @@ def test_a_fast_attacker_cannot_move_the_reference() -> None:
         bounded = guard.bound("trainer-us", 10**9, 2.9, 1.0)
         guard.record("trainer-us", bounded, 2.9, 1.0)
     assert guard.bound("trainer-eu", 600, 1.0, 1.0).scale == 1.0
-    assert guard.bound("trainer-us", 500, 4.0, 1.0).scale == pytest.approx(3.0 / 4.0)
+    assert guard.bound("trainer-us", 500, 4.0, 1.0).scale == pytest.approx(3.0 * (1 / 501) / (4.0 / 500))
 
 
 def _update(region: str, index: int, delta: dict[str, torch.Tensor], samples: int, trainer: str | None = None,

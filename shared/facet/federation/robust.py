@@ -13,10 +13,13 @@ The bounds, applied in order:
    ``update_every_samples`` plus a batch) and, once it has a history, at ``own_sample_multiple`` × its own
    median claim. The capped count is what weighs the update and what enters the running mean of sample
    counts, so a claim of 10⁹ cannot shrink everyone else's weight.
-2. **Norm outliers are rejected.** A delta whose L2 norm exceeds ``norm_reject_multiple`` × the fleet's
-   median norm is refused (a scaled or random-noise attack), not clipped into the model.
-3. **Norms are clipped.** Beyond ``norm_clip_multiple`` × the fleet's median norm, the delta is scaled down
-   to it: a norm-bounded mean, in which no update is longer than a few typical ones.
+2. **Norm outliers are rejected.** Norms are compared per (capped) sample: a market that trains 50 local
+   steps per update legitimately sends a delta many times longer than one that trains 2, but not a longer
+   one per sample. A delta whose norm per sample exceeds ``norm_reject_multiple`` × the fleet's median
+   is refused (a scaled or random-noise attack), not clipped into the model.
+3. **Norms are clipped.** Beyond ``norm_clip_multiple`` × the fleet's median norm per sample, the delta
+   is scaled down to it: a norm-bounded mean, in which no update is longer than a few typical ones of its
+   size.
 4. **Influence is clipped** (optional backstop for loose quotas). An update moves the model by about
    lr · n s(τ) / n̄ · ‖Δ‖; beyond ``influence_clip_multiple`` × the fleet's median of n s(τ) ‖Δ‖ the delta
    is scaled down to it.
@@ -75,6 +78,7 @@ class BoundRejected(Exception):
 @dataclass
 class _Recent:
     samples: deque[float]
+    #: Norm per (capped) sample of each accepted delta, after clipping.
     norms: deque[float]
     influence: deque[float]
 
@@ -108,13 +112,14 @@ class InfluenceGuard:
                 samples, clipped = max(1, int(ceiling)), "samples_history"
         # The trainer's own history is left out of the fleet references it is judged against.
         scale = 1.0
+        per_sample = norm / samples
         fleet_norm = self._fleet_median("norms", excluding=trainer)
         if fleet_norm is not None and fleet_norm > 0:
-            if norm > policy.norm_reject_multiple * fleet_norm:
-                raise BoundRejected("norm_outlier", f"norm {norm:.3g} > {policy.norm_reject_multiple:g} × fleet "
-                                                    f"median {fleet_norm:.3g}")
-            if policy.norm_clip_multiple is not None and norm > policy.norm_clip_multiple * fleet_norm:
-                scale, clipped = policy.norm_clip_multiple * fleet_norm / norm, clipped or "norm"
+            if per_sample > policy.norm_reject_multiple * fleet_norm:
+                raise BoundRejected("norm_outlier", f"norm per sample {per_sample:.3g} > "
+                                                    f"{policy.norm_reject_multiple:g} × fleet median {fleet_norm:.3g}")
+            if policy.norm_clip_multiple is not None and per_sample > policy.norm_clip_multiple * fleet_norm:
+                scale, clipped = policy.norm_clip_multiple * fleet_norm / per_sample, clipped or "norm"
         fleet_influence = self._fleet_median("influence", excluding=trainer)
         influence = samples * staleness_weight * norm * scale
         if (policy.influence_clip_multiple is not None and fleet_influence is not None
@@ -130,7 +135,7 @@ class InfluenceGuard:
             size = self.policy.history
             recent = self.trainers[trainer] = _Recent(deque(maxlen=size), deque(maxlen=size), deque(maxlen=size))
         recent.samples.append(bounded.num_samples)
-        recent.norms.append(norm * bounded.scale)
+        recent.norms.append(norm * bounded.scale / bounded.num_samples)
         recent.influence.append(bounded.num_samples * staleness_weight * norm * bounded.scale)
 
     def snapshot(self) -> dict[str, dict[str, list[float]]]:
