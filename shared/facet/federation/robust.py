@@ -24,7 +24,7 @@ The bounds, applied in order:
    lr · n s(τ) / n̄ · ‖Δ‖; beyond ``influence_clip_multiple`` × the fleet's median of n s(τ) ‖Δ‖ the delta
    is scaled down to it.
 
-Until ``warmup_trainers`` other trainers have ``warmup_updates`` updates each, only the quota and the
+Until ``warmup_trainers`` other trainers have ``warmup_updates`` update(s) each (buffered ones count), only the quota and the
 policy's absolute ``max_update_norm`` apply: a fleet's reference cannot be learned from nothing.
 
 What this does not stop: a trainer that stays inside every bound but sends a harmful direction (a sign
@@ -55,7 +55,7 @@ class RobustnessPolicy(BaseModel):
     #: Updates per trainer kept for its medians.
     history: int = Field(default=20, ge=3, le=10_000)
     warmup_trainers: int = Field(default=2, ge=1)
-    warmup_updates: int = Field(default=2, ge=1)
+    warmup_updates: int = Field(default=1, ge=1)
 
 
 @dataclass(frozen=True)
