@@ -17,7 +17,7 @@ KEYS = {f"trainer-{r}": f"key-{r}".encode() for r in REGIONS}
 
 def _guard(**policy: object) -> InfluenceGuard:
     guard = InfluenceGuard(RobustnessPolicy(**policy))
-    for round_ in range(3):
+    for round_ in range(5):
         for region in REGIONS[1:]:
             bounded = guard.bound(f"trainer-{region}", 500 + round_, 1.0, 1.0)
             guard.record(f"trainer-{region}", bounded, 1.0, 1.0)
@@ -31,8 +31,8 @@ def test_inflated_sample_counts_are_capped_by_the_quota_and_the_trainers_history
     cold = InfluenceGuard(RobustnessPolicy(max_samples_per_update=10_000))
     assert cold.bound("trainer-us", 10**9, 1.0, 1.0).num_samples == 10_000, "the quota holds during warm-up"
     honest_then_greedy = _guard()
-    claim = honest_then_greedy.bound("trainer-eu", 40_000, 1.0, 1.0)  # its history says ~500
-    assert claim.num_samples == 4 * 501 and claim.clipped == "samples_history"
+    claim = honest_then_greedy.bound("trainer-eu", 40_000, 1.0, 1.0)  # its history says ~502
+    assert claim.num_samples == 4 * 502 and claim.clipped == "samples_history"
 
 
 def test_norm_outliers_are_rejected_and_long_deltas_clipped() -> None:
@@ -41,7 +41,7 @@ def test_norm_outliers_are_rejected_and_long_deltas_clipped() -> None:
         guard.bound("trainer-us", 500, 50.0, 1.0)
     assert caught.value.reason == "norm_outlier"
     long = guard.bound("trainer-us", 500, 4.0, 1.0)
-    assert long.scale == pytest.approx(3.0 * (1 / 501) / (4.0 / 500)) and long.clipped == "norm"
+    assert long.scale == pytest.approx(3.0 * (1 / 502) / (4.0 / 500)) and long.clipped == "norm"
     # A market that trains 30× the samples per update may send a 30× longer delta: norms are per sample.
     big_market = guard.bound("trainer-us", 15_000, 30.0, 1.0)
     assert big_market.scale == 1.0 and big_market.clipped == ""
@@ -52,7 +52,7 @@ def test_norm_outliers_are_rejected_and_long_deltas_clipped() -> None:
 def test_the_influence_backstop_bounds_samples_times_norm() -> None:
     guard = _guard(influence_clip_multiple=2.5)
     bounded = guard.bound("trainer-us", 1900, 2.0, 1.0)  # 3.8× the samples, 2× the norm
-    assert bounded.scale == pytest.approx(2.5 * 501 / (1900 * 2.0)) and bounded.clipped == "influence"
+    assert bounded.scale == pytest.approx(2.5 * 502 / (1900 * 2.0)) and bounded.clipped == "influence"
 
 
 def test_a_fast_attacker_cannot_move_the_reference() -> None:
@@ -61,7 +61,7 @@ def test_a_fast_attacker_cannot_move_the_reference() -> None:
         bounded = guard.bound("trainer-us", 10**9, 2.9, 1.0)
         guard.record("trainer-us", bounded, 2.9, 1.0)
     assert guard.bound("trainer-eu", 600, 1.0, 1.0).scale == 1.0
-    assert guard.bound("trainer-us", 500, 4.0, 1.0).scale == pytest.approx(3.0 * (1 / 501) / (4.0 / 500))
+    assert guard.bound("trainer-us", 500, 4.0, 1.0).scale == pytest.approx(3.0 * (1 / 502) / (4.0 / 500))
 
 
 def _update(region: str, index: int, delta: dict[str, torch.Tensor], samples: int, trainer: str | None = None,

@@ -49,6 +49,9 @@ class RobustnessPolicy(BaseModel):
     #: Trainer id → its quota (from the deployment's configuration of that trainer).
     sample_quotas: dict[str, int] = Field(default_factory=dict)
     own_sample_multiple: float = Field(default=4.0, ge=1)
+    #: Updates of its own a trainer needs before its history caps its claims (traffic varies: a first
+    #: update from a quiet minute must not cap a busy one).
+    own_history_warmup: int = Field(default=5, ge=1)
     norm_reject_multiple: float = Field(default=6.0, gt=1)
     norm_clip_multiple: float | None = Field(default=3.0, gt=0)
     influence_clip_multiple: float | None = Field(default=None, gt=0)
@@ -106,7 +109,7 @@ class InfluenceGuard:
         samples = min(claimed_samples, quota)
         clipped = "samples_quota" if samples < claimed_samples else ""
         own = self.trainers.get(trainer)
-        if own is not None and len(own.samples) >= policy.warmup_updates:
+        if own is not None and len(own.samples) >= policy.own_history_warmup:
             ceiling = policy.own_sample_multiple * statistics.median(own.samples)
             if samples > ceiling:
                 samples, clipped = max(1, int(ceiling)), "samples_history"
