@@ -24,8 +24,9 @@ The bounds, applied in order:
    lr · n s(τ) / n̄ · ‖Δ‖; beyond ``influence_clip_multiple`` × the fleet's median of n s(τ) ‖Δ‖ the delta
    is scaled down to it.
 
-Until ``warmup_trainers`` other trainers have ``warmup_updates`` update(s) each (buffered ones count), only the quota and the
-policy's absolute ``max_update_norm`` apply: a fleet's reference cannot be learned from nothing.
+Until ``warmup_trainers`` other trainers have ``warmup_updates`` update(s) each (buffered ones count),
+only the quota and the policy's absolute ``max_update_norm`` apply: a fleet's reference cannot be learned
+from nothing.
 
 What this does not stop: a trainer that stays inside every bound but sends a harmful direction (a sign
 flip of an honest-sized update) counts like one honest region pulling the wrong way; `facet bench
