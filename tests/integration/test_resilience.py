@@ -81,7 +81,7 @@ class Stack:
     async def aggregator_version(self) -> int:
         return int((await self.request("GET", "aggregator", "/v1/status")).json()["version"])
 
-    async def dead_letters(self, expect_reason: bytes, timeout_s: float = 20) -> list[bytes]:
+    async def dead_letters(self, expect_reason: bytes, timeout_s: float = 60) -> list[bytes]:
         consumer = make_consumer(self.kafka, self.kafka.events_servers(), [self.topics.dead_letter], group_id=None)
         await consumer.start()
         reasons: list[bytes] = []
@@ -165,7 +165,7 @@ def _overflowing_update() -> bytes:
                           "body": {"created_at": msgpack.Timestamp(2**40, 0)}}, datetime=False)
 
 
-async def _wait_for(predicate: Any, timeout_s: float = 30.0) -> bool:
+async def _wait_for(predicate: Any, timeout_s: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if await predicate():
@@ -239,7 +239,7 @@ async def test_poison_events_are_dead_lettered_and_valid_events_still_train(stac
     async def trained() -> bool:
         return float(await stack.metric("trainer", "facet_trainer_samples_total")) > float(before)  # type: ignore[arg-type]
 
-    assert await _wait_for(trained, 60), stack.processes["trainer"].log_tail()
+    assert await _wait_for(trained, 120), stack.processes["trainer"].log_tail()
     rejected = await stack.metric("recommender", "facet_recommender_events_rejected_total", "reason")
     assert isinstance(rejected, dict) and rejected.get("malformed", 0) >= 3
 
@@ -334,7 +334,7 @@ async def _committed(stack: Stack, group: str) -> int:
         finally:
             await consumer.stop()
 
-    deadline, value = time.monotonic() + 30, 0
+    deadline, value = time.monotonic() + 90, 0
     while time.monotonic() < deadline:
         value = await read()
         if value >= await _end_offsets(stack):
