@@ -10,12 +10,10 @@ from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import BehaviourEvent, GlobalModel
 from facet.errors import PoisonMessageError
-from facet.federation.validation import spec_of
 from facet.kafka.clients import assign_whole_topic, make_consumer, make_producer
 from facet.kafka.dlq import DeadLetterPublisher
 from facet.kafka.shutdown import ShutdownSignal
 from facet.logging import get_logger
-from facet.model.training import new_model
 from facet.service.health import Health
 from facet.service.http import serve
 from facet.service.model_feed import ModelGate, follow_models
@@ -76,7 +74,7 @@ async def run_recommender(settings: RecommenderSettings, kafka: KafkaSettings, t
     health = Health()
     health.set("events_assigned", False)
     health.set("model_loaded", False)
-    gate = ModelGate(settings.model_name, settings.model_trust, spec_of(new_model(settings.model).state_dict()))
+    gate = ModelGate.for_model(settings.model_name, settings.model_trust, settings.model)
 
     async def on_model(parameters: dict[str, torch.Tensor], model: GlobalModel) -> None:
         await asyncio.to_thread(state.load_model, parameters, model.version)

@@ -23,14 +23,13 @@ from facet.errors import PoisonMessageError
 from facet.federation.client import LocalLearner
 from facet.federation.privacy import PrivacyLedger
 from facet.federation.signing import sign
-from facet.federation.validation import spec_of
 from facet.kafka.clients import make_consumer, make_producer
 from facet.kafka.dlq import DeadLetterPublisher
 from facet.kafka.lag import consumer_lag
 from facet.kafka.shutdown import ShutdownSignal
 from facet.logging import get_logger
 from facet.model.features import ItemCatalogue
-from facet.model.training import Windows, new_model
+from facet.model.training import Windows
 from facet.service.health import Health
 from facet.service.http import add_probe_routes, serve
 from facet.service.model_feed import ModelGate, follow_models
@@ -115,8 +114,7 @@ class TrainerService:
     async def run(self, shutdown: ShutdownSignal) -> None:
         stop = asyncio.Event()
         supervisor = TaskSupervisor(self.health, shutdown)
-        gate = ModelGate(self.settings.model_name, self.settings.model_trust,
-                         spec_of(new_model(self.settings.model).state_dict()))
+        gate = ModelGate.for_model(self.settings.model_name, self.settings.model_trust, self.settings.model)
         await self.producer.start()
         await self.dlq_producer.start()
         model_dlq = DeadLetterPublisher(self.producer, self.topics.dead_letter, f"trainer-{self.region}")

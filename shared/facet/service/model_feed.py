@@ -22,10 +22,12 @@ from facet.config import KafkaSettings
 from facet.contracts import MAX_INLINE_MODEL_BYTES, GlobalModel
 from facet.errors import PoisonMessageError, RetriableError
 from facet.federation.model_signing import ModelVerifier
+from facet.federation.validation import TensorSpec, spec_of
 from facet.kafka.clients import assign_whole_topic, make_consumer
 from facet.kafka.dlq import DeadLetterPublisher
 from facet.logging import get_logger
-from facet.service.models import TensorSpec, fetch_parameters
+from facet.model.network import ModelConfig
+from facet.service.models import fetch_parameters
 
 log = get_logger(__name__)
 
@@ -68,6 +70,13 @@ class ModelGate:
         self.verifier = trust.verifier()
         self.max_bytes = min(MAX_INLINE_MODEL_BYTES, _expected_bytes(spec) + 64 * 1024)
         self.current: tuple[int, int] = (-1, -1)
+
+    @classmethod
+    def for_model(cls, model_name: str, trust: ModelTrustSettings, config: ModelConfig) -> ModelGate:
+        """The gate of a process that serves or trains ``config``: it admits exactly that model's tensors."""
+        from facet.model.training import new_model
+
+        return cls(model_name, trust, spec_of(new_model(config).state_dict()))
 
     def admit(self, value: bytes | None) -> GlobalModel:
         """The decoded broadcast if it may be loaded; PoisonMessageError (with a reason) otherwise."""

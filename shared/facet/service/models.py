@@ -20,9 +20,8 @@ from safetensors.torch import save as save_safetensors
 
 from facet.contracts import ArtifactPointer, GlobalModel
 from facet.errors import PoisonMessageError, RetriableError
+from facet.federation.validation import TensorSpec
 from facet.storage import write_atomically
-
-TensorSpec = Mapping[str, tuple[tuple[int, ...], torch.dtype]]
 
 _SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
                        "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,

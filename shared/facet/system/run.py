@@ -30,12 +30,10 @@ from rich.table import Table
 from facet.config import DEFAULT_REGIONS, KafkaSettings, TopicSettings
 from facet.contracts import BehaviourEvent, GlobalModel
 from facet.federation.model_signing import generate_keypair
-from facet.federation.validation import spec_of
 from facet.kafka.admin import create_all_topics
 from facet.kafka.broker import provision_broker
 from facet.logging import get_logger
 from facet.model.network import ModelConfig
-from facet.model.training import new_model
 from facet.service.auth import hash_api_key
 from facet.service.model_feed import ModelGate, ModelTrustSettings, follow_models
 from facet.system.live_eval import LiveEvaluator
@@ -364,8 +362,8 @@ class SystemRun:
                     await self.wait_ready(client, list(self.ports))
                     self.started = time.monotonic()
                     feed_stop = asyncio.Event()
-                    gate = ModelGate("facet-recommender", ModelTrustSettings(public_keys=[self.model_public_key]),
-                                     spec_of(new_model(SYSTEM_MODEL).state_dict()))
+                    trust = ModelTrustSettings(public_keys=[self.model_public_key])
+                    gate = ModelGate.for_model("facet-recommender", trust, SYSTEM_MODEL)
                     feed = asyncio.create_task(follow_models(kafka, topics.models, gate, self.on_model, feed_stop))
                     producer = asyncio.create_task(self.produce(client))
                     monitor = asyncio.create_task(self.monitor(client))
