@@ -144,7 +144,8 @@ class TrainerService:
                     await self._train_in_background()
                 due = time.monotonic() - self.last_send >= self.settings.update_every_seconds
                 if self.learner.unsent_samples >= self.settings.update_every_samples or (
-                    due and (self.learner.unsent_samples or len(self.window))
+                    # consumed: events that made no example (a shopper's first, a poison) are committed too
+                    due and (self.learner.unsent_samples or len(self.window) or self.consumed)
                 ):
                     await self.flush(reason="threshold")
                 for partition, lag in (await consumer_lag(self.consumer)).items():
