@@ -44,7 +44,7 @@ def api_keys_env(prefix: str, clients: dict[str, tuple[str, str | None, list[str
 
 def signed_model(version: int, *, seed: int | None = None, epoch: int = 0, config: ModelConfig = TINY_MODEL,
                  model_name: str = "facet-recommender") -> GlobalModel:
-    from facet.model.training import new_model
+    from facet.model.network import new_model
 
     parameters = to_bytes(new_model(config, seed=version if seed is None else seed).state_dict())
     return MODEL_SIGNER.sign(GlobalModel(model_name=model_name, epoch=epoch, version=version, parameters=parameters))
@@ -125,7 +125,7 @@ def signed_update(
     codec: str = "fp32", config: ModelConfig = TINY_MODEL, scale: float = 0.01,
     update_id: str | None = None,
 ) -> ModelUpdate:
-    from facet.model.training import new_model
+    from facet.model.network import new_model
 
     generator = torch.Generator().manual_seed(seed)
     shapes = {name: t.shape for name, t in new_model(config).state_dict().items()}

@@ -29,7 +29,7 @@ from facet.kafka.clients import make_consumer, make_producer
 from facet.kafka.dlq import DeadLetterPublisher
 from facet.kafka.shutdown import ShutdownSignal
 from facet.logging import get_logger
-from facet.model.training import new_model
+from facet.model.network import new_model
 from facet.service.health import Health
 from facet.service.http import add_probe_routes, serve
 from facet.service.models import artifact_name, from_bytes, prune_artifacts, to_bytes, write_artifact

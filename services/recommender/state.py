@@ -12,7 +12,7 @@ import torch
 from facet.contracts import BehaviourEvent, EventType, ItemAttributes
 from facet.model.features import ItemCatalogue
 from facet.model.network import ModelConfig, SequenceRecommender
-from facet.model.training import catalogue_tensors, score_histories
+from facet.model.training import catalogue_tensors
 
 
 class CatalogueFull(Exception):
@@ -116,9 +116,8 @@ class RegionalState:
         serving = self.current()
         if serving is None or item >= serving.items:
             return
-        scores = score_histories(
-            serving.model, catalogue_tensors(self.catalogue), [history], [self.region_bucket], serving.item_vectors
-        )[0]
+        scores = serving.model.rank(catalogue_tensors(self.catalogue), [history], [self.region_bucket],
+                                    serving.item_vectors)[0]
         rank = int((scores > scores[item]).sum())
         gain = 1.0 / math.log2(rank + 2) if rank < 10 else 0.0
         # Exponential moving average over roughly the last 200 evaluations.
@@ -162,9 +161,8 @@ class RegionalState:
         items = serving.items
         if items == 0:
             raise LookupError("the catalogue is still empty")
-        scores = score_histories(
-            serving.model, catalogue_tensors(self.catalogue), [history], [self.region_bucket], serving.item_vectors
-        )[0]
+        scores = serving.model.rank(catalogue_tensors(self.catalogue), [history], [self.region_bucket],
+                                    serving.item_vectors)[0]
         strategy = "sequence"
         if len(history) < 2 and trend_weight > 0:
             # Cold start: the model's regional prior blended with what is trending in the region now.

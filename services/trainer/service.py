@@ -28,8 +28,8 @@ from facet.kafka.dlq import DeadLetterPublisher
 from facet.kafka.lag import consumer_lag
 from facet.kafka.shutdown import ShutdownSignal
 from facet.logging import get_logger
+from facet.model.examples import Windows
 from facet.model.features import ItemCatalogue
-from facet.model.training import Windows
 from facet.service.health import Health
 from facet.service.http import add_probe_routes, serve
 from facet.service.model_feed import ModelGate, follow_models

@@ -7,8 +7,8 @@ from collections import OrderedDict, deque
 
 import numpy as np
 from facet.contracts import BehaviourEvent
+from facet.model.examples import PAD, Windows
 from facet.model.features import ItemCatalogue
-from facet.model.training import PAD, Windows
 
 
 class TrainingWindow:

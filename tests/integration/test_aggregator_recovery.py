@@ -17,7 +17,7 @@ from facet.federation.server import AggregationPolicy, Aggregator, AggregatorSta
 from facet.federation.staleness import PolynomialStaleness
 from facet.kafka.admin import create_all_topics
 from facet.kafka.clients import make_producer
-from facet.model.training import new_model
+from facet.model.network import new_model
 from facet_aggregator import checkpoint
 
 from tests.helpers import MODEL_PRIVATE_KEY, TINY_MODEL, ServiceProcess, kafka_env, model_env, signed_update

@@ -25,7 +25,7 @@ from facet.contracts import GlobalModel
 from facet.kafka.admin import create_all_topics
 from facet.kafka.clients import make_consumer, make_producer
 from facet.kafka.dlq import REASON_HEADER
-from facet.model.training import new_model
+from facet.model.network import new_model
 from facet.service.models import to_bytes
 from facet.system.scrape import scrape
 from facet.workload.generator import JewelryWorkload, WorkloadConfig

@@ -6,16 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from facet.contracts import ItemAttributes
+from facet.model.examples import make_windows
 from facet.model.features import FeatureSpace, ItemCatalogue
-from facet.model.network import ModelConfig
-from facet.model.training import (
-    catalogue_tensors,
-    make_optimizer,
-    make_windows,
-    new_model,
-    score_histories,
-    train_epochs,
-)
+from facet.model.network import ModelConfig, new_model
+from facet.model.training import catalogue_tensors, make_optimizer, train_epochs
 
 SPACE = FeatureSpace(id_buckets=1024, attribute_buckets=256, region_buckets=8)
 SMALL = {"id_buckets": 1024, "attribute_buckets": 256, "region_buckets": 8, "dim": 16, "max_history": 8}
@@ -49,7 +43,7 @@ def test_repeat_term_learns_that_shoppers_rebuy_what_they_just_bought() -> None:
         # A high learning rate: one weight per distance has to travel far in a few hundred steps.
         optimizer = make_optimizer(model, lr=0.03)
         train_epochs(model, catalogue, make_windows(sequences, 8), epochs=6, seed=1, optimizer=optimizer)
-        scores = score_histories(model, catalogue_tensors(catalogue), probe, [0] * len(probe))
+        scores = model.rank(catalogue_tensors(catalogue), probe, [0] * len(probe))
         return float(np.mean([_rank_of(scores[row], history[-2]) for row, history in enumerate(probe)]))
 
     with_repeat, without = mean_rank(True), mean_rank(False)
@@ -69,7 +63,7 @@ def test_companion_term_serves_a_pair_in_the_direction_never_seen() -> None:
     def mean_rank(companion_dim: int) -> float:
         model = new_model(ModelConfig(**SMALL, companion_dim=companion_dim, repeat_scores=False), seed=2)
         train_epochs(model, catalogue, make_windows(sequences, 8), epochs=8, seed=2)
-        scores = score_histories(model, catalogue_tensors(catalogue), probe, [0] * len(probe))
+        scores = model.rank(catalogue_tensors(catalogue), probe, [0] * len(probe))
         return float(np.mean([_rank_of(scores[item], item) for item in range(200)]))
 
     with_companion, without = mean_rank(16), mean_rank(0)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 from facet.contracts import EventType, ItemAttributes
-from facet.model.training import new_model
+from facet.model.network import new_model
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
 from facet_recommender.state import RegionalState
 

@@ -39,8 +39,8 @@ from facet.federation.client import LocalLearner
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState, Outcome
 from facet.federation.signing import sign
 from facet.federation.staleness import ConstantStaleness, PolynomialStaleness
-from facet.model.network import ModelConfig, SequenceRecommender
-from facet.model.training import Windows, make_windows, new_model
+from facet.model.examples import Windows, make_windows
+from facet.model.network import ModelConfig, SequenceRecommender, new_model
 
 KEY = b"bench-key"
 

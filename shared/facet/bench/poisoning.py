@@ -36,7 +36,7 @@ from facet.federation.robust import RobustnessPolicy
 from facet.federation.server import AggregationPolicy, Aggregator, Outcome
 from facet.federation.signing import sign
 from facet.federation.staleness import PolynomialStaleness
-from facet.model.training import PAD
+from facet.model.examples import PAD
 
 ATTACKS = ("sample_inflation", "scaled_delta", "sign_flip", "random_noise")
 SCALE = 20.0

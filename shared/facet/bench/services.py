@@ -198,8 +198,7 @@ def run_recommend_benchmark(
     broker: BrokerHandle, work_dir: Path, duration: float = 8.0, concurrency: int = 16
 ) -> dict[str, Any]:
     from facet.federation.model_signing import ModelSigner, generate_keypair
-    from facet.model.network import ModelConfig
-    from facet.model.training import new_model
+    from facet.model.network import ModelConfig, new_model
     from facet.service.auth import hash_api_key
     from facet.service.models import to_bytes
 

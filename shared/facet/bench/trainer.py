@@ -22,8 +22,7 @@ from facet.kafka.broker import BrokerHandle
 from facet.kafka.clients import make_producer
 from facet.kafka.shutdown import ShutdownSignal
 from facet.model.features import ItemCatalogue
-from facet.model.network import ModelConfig
-from facet.model.training import new_model
+from facet.model.network import ModelConfig, new_model
 from facet.service.model_feed import ModelTrustSettings
 from facet.service.models import to_bytes
 from facet.workload.generator import JewelryWorkload, WorkloadConfig

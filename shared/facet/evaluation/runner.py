@@ -14,8 +14,9 @@ from rich.progress import Progress
 from facet.evaluation.baselines import BASELINES, Scorer
 from facet.evaluation.metrics import summarize, target_ranks
 from facet.evaluation.split import Split, TestCase
-from facet.model.network import ModelConfig, SequenceRecommender
-from facet.model.training import catalogue_tensors, make_windows, new_model, score_histories, train_epochs
+from facet.model.examples import make_windows
+from facet.model.network import ModelConfig, SequenceRecommender, new_model
+from facet.model.training import catalogue_tensors, train_epochs
 
 NEW_SHOPPER_MAX_PRIOR = 2
 SCORE_BATCH = 512
@@ -50,7 +51,7 @@ def model_scorer(model: SequenceRecommender, split: Split) -> Scorer:
 
     def score(cases: Sequence[TestCase]) -> np.ndarray:
         regions = [space.region_bucket(c.region) for c in cases]
-        return score_histories(model, items, [c.history for c in cases], regions, vectors).numpy()
+        return model.rank(items, [c.history for c in cases], regions, vectors).numpy()
 
     return score
 

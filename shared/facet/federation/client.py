@@ -4,17 +4,18 @@ federation benchmark both use it."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from facet.compression.codecs import CodecSpec, ErrorFeedback
 from facet.federation.privacy import PrivacySettings, privatize
+from facet.model.examples import Windows
 from facet.model.features import ItemCatalogue
-from facet.model.network import ModelConfig, SequenceRecommender
-from facet.model.training import Windows, catalogue_tensors, make_optimizer, train_batch
+from facet.model.network import ModelConfig, new_model
+from facet.model.training import candidate_mask, catalogue_tensors, make_optimizer, train_pass
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,7 @@ class LocalLearner:
         self, config: ModelConfig, codec: str, *, lr: float = 3e-3, privacy: PrivacySettings | None = None,
         seed: int = 0,
     ) -> None:
-        torch.manual_seed(seed)
-        self.model = SequenceRecommender(config)
+        self.model = new_model(config, seed)
         self.optimizer = make_optimizer(self.model, lr)
         self.codec = CodecSpec.parse(codec)
         self.feedback = ErrorFeedback()
@@ -49,6 +49,8 @@ class LocalLearner:
         self._train_seconds = 0.0
         self._round = 0
         self._generator = torch.Generator().manual_seed(seed)
+        #: Items this learner's data has seen so far: the softmax's candidates, as in centralized training.
+        self._seen = np.zeros(0, dtype=bool)
 
     @property
     def ready(self) -> bool:
@@ -74,21 +76,18 @@ class LocalLearner:
         return True
 
     def train(self, catalogue: ItemCatalogue, windows: Windows, batch_size: int = 128) -> float:
-        """One pass over the windows; returns the mean loss."""
+        """One pass over the windows (the shared training loop); returns the mean loss."""
         if not self.ready:
             raise RuntimeError("no global model yet")
-        items = catalogue_tensors(catalogue)
-        started = time.perf_counter()
-        losses = []
-        for start in range(0, len(windows), batch_size):
-            batch = windows.subset(torch.arange(start, min(start + batch_size, len(windows))).numpy())
-            loss, count = train_batch(self.model, self.optimizer, items, batch)
-            losses.append(loss)
-            self._samples += count
-            self._steps += 1
-        self._train_seconds += time.perf_counter() - started
-        self._losses.extend(losses)
-        return sum(losses) / len(losses) if losses else float("nan")
+        self._seen = windows.mark_items(self._seen)
+        result = train_pass(self.model, self.optimizer, catalogue_tensors(catalogue), windows,
+                            batch_size=batch_size, candidates=candidate_mask(self._seen, len(catalogue)))
+        self._samples += result.samples
+        self._steps += result.steps
+        self._train_seconds += result.seconds
+        if result.steps:
+            self._losses.append(result.loss)
+        return result.loss
 
     def prepare_update(self) -> PreparedUpdate | None:
         """Compress local - anchor (plus the error-feedback residual); the anchor moves to local."""

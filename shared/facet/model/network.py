@@ -16,11 +16,16 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from facet.model.examples import PAD, Windows
 from facet.model.features import NUM_ITEM_FEATURES, FeatureSpace
+
+#: A catalogue as tensors: (id buckets [N], attribute codes [N, F]).
+ItemTensors = tuple[torch.Tensor, torch.Tensor]
 
 
 class ModelConfig(BaseModel):
@@ -141,6 +146,61 @@ class SequenceRecommender(nn.Module):
         boost = self.recency[distance] * present
         return logits.index_put((rows[present], histories[present]), boost[present], accumulate=True)
 
+    # ---- what the model is trained on and how it ranks: one definition for every path --------------
+    def loss(self, items: ItemTensors, batch: Windows, candidates: torch.Tensor | None = None) -> tuple[
+        torch.Tensor, int
+    ]:
+        """Softmax cross-entropy of every next item in ``batch`` over the catalogue; (loss, predictions).
 
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+        ``candidates`` (bool [N]) limits the softmax to items the learner's training data has seen: an
+        item that only exists in the catalogue must not be taught "never chosen" before anyone could
+        choose it. Centralized training, the federated learners and the trainer service all pass the
+        items their own data has seen, so they optimise the same objective.
+        """
+        buckets, attributes = items
+        inputs = torch.from_numpy(batch.inputs)
+        targets = torch.from_numpy(batch.targets)
+        item_vectors = self.item_vectors(buckets, attributes)
+        states = self.shopper_states(history_vectors(item_vectors, inputs), torch.from_numpy(batch.regions))
+        valid = targets != PAD
+        window_rows, ends = valid.nonzero(as_tuple=True)
+        logits = self.scores(states[valid], item_vectors, buckets, inputs[window_rows], ends)
+        if candidates is not None:
+            logits = logits.masked_fill(~candidates, float("-inf"))
+        return nn.functional.cross_entropy(logits, targets[valid]), int(valid.sum())
+
+    @torch.no_grad()
+    def rank(self, items: ItemTensors, histories: list[list[int]] | list[tuple[int, ...]], regions: list[int],
+             item_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores [len(histories), N] of every catalogue item for each (history, region bucket); an empty
+        history is a cold shopper. ``item_vectors`` may be precomputed (they change only with the model)."""
+        self.eval()
+        buckets, attributes = items
+        if item_vectors is None:
+            item_vectors = self.item_vectors(buckets, attributes)
+        length = self.config.max_history
+        rows = np.full((len(histories), length), PAD, dtype=np.int64)
+        last = np.zeros(len(histories), dtype=np.int64)
+        for row, history in enumerate(histories):
+            recent = list(history)[-length:]
+            rows[row, : len(recent)] = recent
+            last[row] = max(len(recent) - 1, 0)
+        indices = torch.from_numpy(rows)
+        states = self.shopper_states(history_vectors(item_vectors, indices),
+                                     torch.as_tensor(regions, dtype=torch.int64))
+        ends = torch.from_numpy(last)
+        chosen = states[torch.arange(len(histories)), ends]
+        return self.scores(chosen, item_vectors, buckets, indices, ends)
+
+
+def history_vectors(item_vectors: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """[B, L] item indices (PAD = absent) → [B, L, dim] their vectors, zeros for padding."""
+    padded = torch.cat([item_vectors, item_vectors.new_zeros(1, item_vectors.shape[1])])
+    return padded[torch.where(indices == PAD, item_vectors.shape[0], indices)]
+
+
+def new_model(config: ModelConfig, seed: int = 0) -> SequenceRecommender:
+    """A freshly initialised model, the same for the same seed, leaving torch's global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SequenceRecommender(config)

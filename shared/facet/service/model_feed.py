@@ -74,7 +74,7 @@ class ModelGate:
     @classmethod
     def for_model(cls, model_name: str, trust: ModelTrustSettings, config: ModelConfig) -> ModelGate:
         """The gate of a process that serves or trains ``config``: it admits exactly that model's tensors."""
-        from facet.model.training import new_model
+        from facet.model.network import new_model
 
         return cls(model_name, trust, spec_of(new_model(config).state_dict()))
 

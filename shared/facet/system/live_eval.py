@@ -13,7 +13,6 @@ from facet.contracts import BehaviourEvent
 from facet.evaluation.metrics import ndcg, target_ranks
 from facet.model.features import ItemCatalogue
 from facet.model.network import ModelConfig, SequenceRecommender
-from facet.model.training import score_histories
 
 
 class LiveEvaluator:
@@ -74,7 +73,7 @@ class LiveEvaluator:
                 continue
             histories = [c[0] for c in cases]
             targets = np.asarray([c[1] for c in cases])
-            scores = score_histories(model, items, histories, [self.space.region_bucket(region)] * len(cases),
+            scores = model.rank(items, histories, [self.space.region_bucket(region)] * len(cases),
                                      vectors).numpy()
             results[region] = {
                 "ndcg10": ndcg(target_ranks(scores, targets)),
