@@ -157,6 +157,13 @@ def run_sync_fedavg(setup: FederationSetup, time_budget: float, eval_every: floa
                     tick: Callable[[], None] = lambda: None, decay_versions: float | None = None,
                     server_lr: float = 1.0) -> Trace:
     """The seed's algorithm: every round waits for every region, then one sample-weighted average."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(setup.seed)  # dropout: the same run for the same seed, whatever ran before
+        return _sync_fedavg(setup, time_budget, eval_every, tick, decay_versions, server_lr)
+
+
+def _sync_fedavg(setup: FederationSetup, time_budget: float, eval_every: float, tick: Callable[[], None],
+                 decay_versions: float | None, server_lr: float) -> Trace:
     policy = AggregationPolicy(mode="fedbuff", buffer_size=len(setup.regions), server_lr=server_lr,
                                staleness=ConstantStaleness(), max_staleness=0, max_update_norm=1e6,
                                server_lr_decay_versions=decay_versions, sample_reference="buffer")
@@ -198,6 +205,13 @@ def run_async(setup: FederationSetup, policy: AggregationPolicy, name: str, time
 
     ``make_region`` builds each simulated region (the poisoning bench swaps in a hostile one); ``observe``
     sees every update with the aggregator's outcome (and the aggregator, for its last moves)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(setup.seed)  # dropout: the same run for the same seed, whatever ran before
+        return _async(setup, policy, name, time_budget, eval_every, tick, make_region, observe)
+
+
+def _async(setup: FederationSetup, policy: AggregationPolicy, name: str, time_budget: float, eval_every: float,
+           tick: Callable[[], None], make_region: RegionFactory | None, observe: AppliedObserver | None) -> Trace:
     aggregator = _aggregator(setup, policy)
     regions = [(make_region or _Region)(r, setup, i) for i, r in enumerate(setup.regions)]
     trace = Trace(name)

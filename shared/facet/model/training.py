@@ -83,12 +83,15 @@ def train_epochs(
     seed: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
 ) -> TrainResult:
-    """Centralized training: ``epochs`` shuffled passes over a fixed set of windows."""
+    """Centralized training: ``epochs`` shuffled passes over a fixed set of windows, the same for the
+    same seed (order and dropout), without touching torch's global RNG."""
     optimizer = optimizer or make_optimizer(model)
     items = catalogue_tensors(catalogue)
     candidates = candidate_mask(windows.mark_items(np.zeros(0, dtype=bool)), len(catalogue))
     rng = np.random.default_rng(seed)
-    results = [train_pass(model, optimizer, items, windows, batch_size=batch_size, candidates=candidates,
-                          order=rng.permutation(len(windows))) for _ in range(epochs)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        results = [train_pass(model, optimizer, items, windows, batch_size=batch_size, candidates=candidates,
+                              order=rng.permutation(len(windows))) for _ in range(epochs)]
     return TrainResult(results[-1].loss if results else float("nan"), sum(r.samples for r in results),
                        sum(r.steps for r in results), sum(r.seconds for r in results))
