@@ -1,5 +1,5 @@
 # Two entry points do all set-up on a fresh machine: `make run` and `make test`.
-# Both create .venv when missing and (re)install when pyproject.toml or constraints.txt change.
+# Both create .venv when missing and (re)install when a pyproject.toml or constraints.txt changes.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,9 +8,12 @@ PYTEST_ARGS ?=
 
 .PHONY: install run test lint bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+PACKAGES := -e ./shared -e ./services/ingest -e ./services/trainer -e ./services/aggregator -e ./services/recommender -e '.[dev]'
+MANIFESTS := pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml) constraints.txt
+
+$(STAMP): $(MANIFESTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt $(PACKAGES)
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -22,8 +25,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared services tests
-	$(BIN)/mypy shared/facet services
+	$(BIN)/ruff check shared services lab tests
+	$(BIN)/mypy shared/facet services lab/facet_lab
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -69,10 +69,11 @@ def model_trust(prefix: str) -> list[dict[str, Any]]:
 def container(
     name: str, args: list[str], env: list[dict[str, Any]], cpu: str, memory: str, cpu_limit: str, memory_limit: str
 ) -> dict[str, Any]:
+    service, *service_args = args  # each service has its own image, entry point `facet-<service>`
     return {
         "name": name,
-        "image": f"{IMAGE}:latest",
-        "args": args,
+        "image": f"{IMAGE}-{service}:latest",
+        "args": service_args,
         "ports": [{"name": "http", "containerPort": PORT}],
         "envFrom": [{"configMapRef": {"name": "facet-config"}}],
         "env": env,

@@ -17,7 +17,6 @@ import re
 import time
 from pathlib import Path
 
-import torch
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from facet import wire
@@ -298,7 +297,6 @@ class AggregatorService:
 
 
 async def run_aggregator(settings: AggregatorSettings, kafka: KafkaSettings, topics: TopicSettings) -> None:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     shutdown = ShutdownSignal()
     shutdown.install()
     service = AggregatorService(settings, kafka, topics)

@@ -5,6 +5,7 @@ import time
 from typing import Annotated
 
 from facet.contracts import ItemAttributes, ShortId
+from facet.service import metric_names as names
 from facet.service.auth import ApiClient, Scope
 from facet.service.health import Health
 from facet.service.http import add_probe_routes
@@ -17,15 +18,15 @@ from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, Field
 
-ONLINE_NDCG = Gauge("facet_recommender_online_ndcg10",
+ONLINE_NDCG = Gauge(names.RECOMMENDER_ONLINE_NDCG10,
                     "Prequential NDCG@10: each sampled event's item ranked by the serving model before it is learned",
                     ["region"])
-MODEL_VERSION = Gauge("facet_recommender_model_version", "Global model version being served", ["region"])
-REQUESTS = Counter("facet_recommender_requests_total", "Recommendation requests", ["strategy"])
-EVENTS_REJECTED = Counter("facet_recommender_events_rejected_total", "Region events not learned from, by reason",
+MODEL_VERSION = Gauge(names.RECOMMENDER_MODEL_VERSION, "Global model version being served", ["region"])
+REQUESTS = Counter(names.RECOMMENDER_REQUESTS_TOTAL, "Recommendation requests", ["strategy"])
+EVENTS_REJECTED = Counter(names.RECOMMENDER_EVENTS_REJECTED_TOTAL, "Region events not learned from, by reason",
                           ["reason"])
-ITEMS_REFUSED = Counter("facet_recommender_items_refused_total", "Item announcements refused", ["reason"])
-LATENCY = Histogram("facet_recommender_request_seconds", "Recommendation latency",
+ITEMS_REFUSED = Counter(names.RECOMMENDER_ITEMS_REFUSED_TOTAL, "Item announcements refused", ["reason"])
+LATENCY = Histogram(names.RECOMMENDER_REQUEST_SECONDS, "Recommendation latency",
                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
 
 

@@ -4,13 +4,13 @@ regional trends, and the model it serves (swapped atomically as one immutable ob
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from facet.contracts import BehaviourEvent, EventType, ItemAttributes
 from facet.model.features import ItemCatalogue
+from facet.model.histories import ShopperHistories
 from facet.model.network import ModelConfig, SequenceRecommender
 from facet.model.training import catalogue_tensors
 
@@ -44,10 +44,9 @@ class RegionalState:
         self.space = config.feature_space()
         self.region_bucket = self.space.region_bucket(region)
         self.catalogue = ItemCatalogue(self.space)
-        self.max_shoppers = max_shoppers
         self.max_purchases = max_purchases
         self.max_items = max_items
-        self.history: OrderedDict[str, deque[int]] = OrderedDict()
+        self.histories = ShopperHistories(max_shoppers, config.max_history)
         self.purchases: dict[str, set[int]] = {}
         #: The storefront each remembered shopper was last seen on: only that storefront's keys read them.
         self.storefronts: dict[str, str] = {}
@@ -59,7 +58,6 @@ class RegionalState:
         #: Prequential quality: before an event is learned from, rank its item with the serving model.
         self.online_eval_every = 10
         self.online_ndcg10: float | None = None
-        self.online_evaluations = 0
 
     # ---- state from the region's events -------------------------------------------------------
     def observe(self, event: BehaviourEvent) -> None:
@@ -67,20 +65,13 @@ class RegionalState:
             return
         item = self.catalogue.add_event(event)
         self.events_seen += 1
-        recent = self.history.get(event.shopper_id)
-        if recent and recent[-1] != item and self.events_seen % self.online_eval_every == 0:
-            self._online_eval(list(recent), item)
-        if recent is None:
-            recent = self.history[event.shopper_id] = deque(maxlen=self.config.max_history)
-            if len(self.history) > self.max_shoppers:
-                evicted, _ = self.history.popitem(last=False)
-                self.purchases.pop(evicted, None)
-                self.storefronts.pop(evicted, None)
-        else:
-            self.history.move_to_end(event.shopper_id)
+        recorded = self.histories.record(event.shopper_id, item)
+        if recorded.is_next_item and self.events_seen % self.online_eval_every == 0:
+            self._online_eval(list(recorded.previous), item)
+        if recorded.evicted is not None:
+            self.purchases.pop(recorded.evicted, None)
+            self.storefronts.pop(recorded.evicted, None)
         self.storefronts[event.shopper_id] = event.storefront
-        if not recent or recent[-1] != item:
-            recent.append(item)
         if event.event_type is EventType.PURCHASE:
             bought = self.purchases.setdefault(event.shopper_id, set())
             if len(bought) < self.max_purchases:
@@ -100,7 +91,7 @@ class RegionalState:
         another storefront looks exactly like an unknown one, so a key learns nothing it does not own."""
         if storefront is None or self.storefronts.get(shopper) != storefront:
             return [], set()
-        return list(self.history.get(shopper, ())), set(self.purchases.get(shopper, ()))
+        return self.histories.items_of(shopper), set(self.purchases.get(shopper, ()))
 
     def _bump_trend(self, item: int, weight: float) -> None:
         # Exponential decay without touching every count: grow the scale of new mass instead.
@@ -122,7 +113,6 @@ class RegionalState:
         gain = 1.0 / math.log2(rank + 2) if rank < 10 else 0.0
         # Exponential moving average over roughly the last 200 evaluations.
         self.online_ndcg10 = gain if self.online_ndcg10 is None else 0.995 * self.online_ndcg10 + 0.005 * gain
-        self.online_evaluations += 1
 
     def trend_scores(self, items: int) -> np.ndarray:
         counts = np.zeros(items)

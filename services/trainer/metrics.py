@@ -1,21 +1,22 @@
 """Prometheus metrics of a regional trainer."""
 
+from facet.service import metric_names as names
 from prometheus_client import Counter, Gauge, Histogram
 
-SAMPLES = Counter("facet_trainer_samples_total", "Next-item examples trained on", ["region"])
-SAMPLES_PER_SECOND = Gauge("facet_trainer_samples_per_second", "Training throughput of the last update", ["region"])
-EVENTS = Counter("facet_trainer_events_total", "Events consumed", ["region"])
-UPDATES_SENT = Counter("facet_trainer_updates_sent_total", "Updates acknowledged by Kafka", ["region"])
-UPDATE_BYTES = Histogram("facet_trainer_update_bytes", "Bytes per update payload", ["region"],
+SAMPLES = Counter(names.TRAINER_SAMPLES_TOTAL, "Next-item examples trained on", ["region"])
+SAMPLES_PER_SECOND = Gauge(names.TRAINER_SAMPLES_PER_SECOND, "Training throughput of the last update", ["region"])
+EVENTS = Counter(names.TRAINER_EVENTS_TOTAL, "Events consumed", ["region"])
+UPDATES_SENT = Counter(names.TRAINER_UPDATES_SENT_TOTAL, "Updates acknowledged by Kafka", ["region"])
+UPDATE_BYTES = Histogram(names.TRAINER_UPDATE_BYTES, "Bytes per update payload", ["region"],
                          buckets=(1e3, 1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7))
-COMPRESSION_RATIO = Gauge("facet_trainer_compression_ratio", "Raw float32 bytes / payload bytes", ["region"])
-LOCAL_LOSS = Gauge("facet_trainer_local_loss", "Mean training loss since the last update", ["region"])
-BASE_VERSION = Gauge("facet_trainer_base_version", "Global version the trainer builds on", ["region"])
-STALENESS_AT_SEND = Gauge("facet_trainer_staleness_at_send", "Newest known version minus base at send time",
+COMPRESSION_RATIO = Gauge(names.TRAINER_COMPRESSION_RATIO, "Raw float32 bytes / payload bytes", ["region"])
+LOCAL_LOSS = Gauge(names.TRAINER_LOCAL_LOSS, "Mean training loss since the last update", ["region"])
+BASE_VERSION = Gauge(names.TRAINER_BASE_VERSION, "Global version the trainer builds on", ["region"])
+STALENESS_AT_SEND = Gauge(names.TRAINER_STALENESS_AT_SEND, "Newest known version minus base at send time",
                           ["region"])
-CONSUMER_LAG = Gauge("facet_trainer_consumer_lag", "Events not yet read (from the fetch highwater)",
+CONSUMER_LAG = Gauge(names.TRAINER_CONSUMER_LAG, "Events not yet read (from the fetch highwater)",
                      ["region", "partition"])
-DP_EPSILON = Gauge("facet_trainer_dp_epsilon", "Differential-privacy epsilon spent so far", ["region"])
-WINDOW_SHOPPERS = Gauge("facet_trainer_window_shoppers", "Shoppers held in the training window", ["region"])
-UPDATE_RAW_BYTES = Counter("facet_trainer_update_raw_bytes_total", "Bytes the same updates would take as float32",
+DP_EPSILON = Gauge(names.TRAINER_DP_EPSILON, "Differential-privacy epsilon spent so far", ["region"])
+WINDOW_SHOPPERS = Gauge(names.TRAINER_WINDOW_SHOPPERS, "Shoppers held in the training window", ["region"])
+UPDATE_RAW_BYTES = Counter(names.TRAINER_UPDATE_RAW_BYTES_TOTAL, "Bytes the same updates would take as float32",
                            ["region"])

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from datetime import UTC, datetime
 
 import torch
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
-from facet.contracts import BehaviourEvent, GlobalModel, ModelUpdate, TrainingMetrics
+from facet.contracts import BehaviourEvent, GlobalModel, ModelUpdate
 from facet.errors import PoisonMessageError
 from facet.federation.client import LocalLearner
 from facet.federation.privacy import PrivacyLedger
-from facet.federation.signing import sign
 from facet.kafka.clients import make_consumer, make_producer
 from facet.kafka.dlq import DeadLetterPublisher
 from facet.kafka.lag import consumer_lag
@@ -217,20 +214,8 @@ class TrainerService:
         async with self.lock:
             prepared = await asyncio.to_thread(self.learner.prepare_update)
         if prepared is not None:
-            update = ModelUpdate(
-                update_id=f"{self.settings.trainer_id}-{uuid.uuid4().hex}",
-                trainer_id=self.settings.trainer_id or "",
-                region=self.region,
-                base_version=prepared.base_version,
-                num_samples=prepared.num_samples,
-                metrics=TrainingMetrics(loss=prepared.loss, samples_per_second=prepared.samples_per_second,
-                                        steps=prepared.steps),
-                codec=self.settings.codec,
-                payload=prepared.payload,
-                created_at=datetime.now(UTC),
-            )
             key = self.settings.signing_key.get_secret_value().encode() if self.settings.signing_key else b""
-            update = update.model_copy(update={"signature": sign(update, key)})
+            update = prepared.signed(key, trainer_id=self.settings.trainer_id or "", region=self.region)
             await self.producer.send_and_wait(self.topics.updates, wire.encode(update),
                                               key=self.region.encode(), headers=wire.schema_headers(ModelUpdate))
             self.updates_sent += 1

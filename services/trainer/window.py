@@ -3,12 +3,11 @@ not yet trained on. Memory is bounded by the shopper cap × history length, what
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-
 import numpy as np
 from facet.contracts import BehaviourEvent
 from facet.model.examples import PAD, Windows
 from facet.model.features import ItemCatalogue
+from facet.model.histories import ShopperHistories
 
 
 class TrainingWindow:
@@ -18,11 +17,10 @@ class TrainingWindow:
         self.history = history
         self.max_shoppers = max_shoppers
         self.max_items = max_items
-        self._recent: OrderedDict[str, deque[int]] = OrderedDict()
+        self._histories = ShopperHistories(max_shoppers, history)
         self._inputs: list[list[int]] = []
         self._targets: list[int] = []
         self._regions: list[int] = []
-        self.evicted_shoppers = 0
         #: A bounded ring of recent examples replayed next to new ones: a stream is seen once, and one
         #: pass is too little for a fresh model to learn from (memory: replay_examples × history ints).
         self.replay_examples = replay_examples
@@ -38,31 +36,19 @@ class TrainingWindow:
 
     @property
     def shoppers(self) -> int:
-        return len(self._recent)
+        return len(self._histories)
 
     def add(self, event: BehaviourEvent, region_bucket: int) -> bool:
         """Remember the event; True when it produced a training example (a next item after a history)."""
         if len(self.catalogue) >= self.max_items and event.item_id not in self.catalogue.index:
             return False  # catalogue full: the item is still ranked by attributes where it is known
-        item = self.catalogue.add_event(event)
-        recent = self._recent.get(event.shopper_id)
-        if recent is None:
-            recent = deque(maxlen=self.history)
-            self._recent[event.shopper_id] = recent
-            if len(self._recent) > self.max_shoppers:
-                self._recent.popitem(last=False)
-                self.evicted_shoppers += 1
-        else:
-            self._recent.move_to_end(event.shopper_id)
-        produced = False
-        if recent and recent[-1] != item:
-            self._inputs.append(list(recent))
-            self._targets.append(item)
-            self._regions.append(region_bucket)
-            produced = True
-        if not recent or recent[-1] != item:
-            recent.append(item)
-        return produced
+        recorded = self._histories.record(event.shopper_id, self.catalogue.add_event(event))
+        if not recorded.is_next_item:
+            return False
+        self._inputs.append(list(recorded.previous))
+        self._targets.append(recorded.item)
+        self._regions.append(region_bucket)
+        return True
 
     def take(self) -> Windows:
         """The pending examples as single-target windows; the pending list empties."""

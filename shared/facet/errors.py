@@ -6,9 +6,6 @@ from __future__ import annotations
 class FacetError(Exception):
     """Root of every error Facet raises on purpose."""
 
-    #: True when retrying the same operation later may succeed (broker down, timeout).
-    retriable: bool = False
-
 
 class ConfigurationError(FacetError):
     """Settings are missing, contradictory or unsafe. Fatal at start-up."""
@@ -16,8 +13,6 @@ class ConfigurationError(FacetError):
 
 class RetriableError(FacetError):
     """A transient failure: back off and try again; the input is fine."""
-
-    retriable = True
 
 
 class BrokerUnavailableError(RetriableError):

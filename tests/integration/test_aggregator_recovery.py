@@ -19,8 +19,9 @@ from facet.kafka.admin import create_all_topics
 from facet.kafka.clients import make_producer
 from facet.model.network import new_model
 from facet_aggregator import checkpoint
+from facet_lab.launcher import ServiceProcess
 
-from tests.helpers import MODEL_PRIVATE_KEY, TINY_MODEL, ServiceProcess, kafka_env, model_env, signed_update
+from tests.helpers import MODEL_PRIVATE_KEY, TINY_MODEL, kafka_env, model_env, signed_update
 
 pytestmark = pytest.mark.integration
 

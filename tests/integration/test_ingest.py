@@ -19,9 +19,10 @@ from facet.contracts import BehaviourEvent
 from facet.kafka.admin import create_all_topics
 from facet.kafka.broker import EmbeddedTansu
 from facet.kafka.clients import make_consumer
+from facet_lab.launcher import ServiceProcess
 from hypothesis import HealthCheck, settings
 
-from tests.helpers import ServiceProcess, kafka_env
+from tests.helpers import kafka_env
 
 pytestmark = pytest.mark.integration
 API_KEY = "storefront-secret-key"

@@ -11,8 +11,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
-from facet.contracts import BehaviourEvent, GlobalModel, ModelUpdate, TrainingMetrics
+from facet.contracts import BehaviourEvent, GlobalModel
 from facet.errors import PoisonMessageError
+from facet.federation.updates import signed_update
 from facet.kafka.admin import create_all_topics
 from facet.kafka.clients import make_consumer, make_producer
 from facet.kafka.dlq import REASON_HEADER, DeadLetterPublisher
@@ -51,11 +52,8 @@ async def test_every_message_type_round_trips_including_8mb(
         (topic_settings.events_topic("eu"), _event(1)),
         (
             topic_settings.updates,
-            ModelUpdate(
-                update_id="u1", trainer_id="t-eu", region="eu", base_version=0, num_samples=5,
-                metrics=TrainingMetrics(loss=0.5, samples_per_second=10, steps=1), codec="fp32",
-                payload=b"\x01\x02",
-            ),
+            signed_update(b"k", trainer_id="t-eu", region="eu", base_version=0, num_samples=5, codec="fp32",
+                          payload=b"\x01\x02"),
         ),
         (topic_settings.models, GlobalModel(model_name="facet", version=1, parameters=big)),
     ]

@@ -13,8 +13,9 @@ from facet.config import KafkaSettings, TopicSettings
 from facet.kafka.admin import create_all_topics
 from facet.kafka.clients import make_producer
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
+from facet_lab.launcher import ServiceProcess
 
-from tests.helpers import ServiceProcess, api_keys_env, kafka_env, model_env, signed_model, trust_env
+from tests.helpers import api_keys_env, kafka_env, model_env, signed_model, trust_env
 from tests.integration.test_ingest import fuzz_openapi
 
 pytestmark = pytest.mark.integration

@@ -22,24 +22,17 @@ import pytest
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import GlobalModel
+from facet.federation.updates import resigned
 from facet.kafka.admin import create_all_topics
 from facet.kafka.clients import make_consumer, make_producer
 from facet.kafka.dlq import REASON_HEADER
 from facet.model.network import new_model
 from facet.service.models import to_bytes
-from facet.system.scrape import scrape
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
+from facet_lab.launcher import ServiceProcess
+from facet_lab.system.scrape import scrape
 
-from tests.helpers import (
-    MODEL_PRIVATE_KEY,
-    TINY_MODEL,
-    ServiceProcess,
-    api_keys_env,
-    kafka_env,
-    model_env,
-    signed_update,
-    trust_env,
-)
+from tests.helpers import MODEL_PRIVATE_KEY, TINY_MODEL, api_keys_env, kafka_env, model_env, signed_update, trust_env
 
 pytestmark = pytest.mark.integration
 
@@ -218,10 +211,8 @@ async def test_a_decode_bomb_is_rejected_before_it_allocates(stack: Stack) -> No
     version = await stack.aggregator_version()
     update = signed_update(TRAINER_KEYS["trainer-us"].encode(), trainer_id="trainer-us", region="us",
                            base_version=version, seed=2)
-    bomb = update.model_copy(update={"payload": bogus, "update_id": f"bomb-{uuid.uuid4().hex}"})
-    from facet.federation.signing import sign
-
-    bomb = bomb.model_copy(update={"signature": sign(bomb, TRAINER_KEYS["trainer-us"].encode())})
+    bomb = resigned(update, TRAINER_KEYS["trainer-us"].encode(), payload=bogus,
+                    update_id=f"bomb-{uuid.uuid4().hex}")
     await stack.send_raw(stack.topics.updates, wire.encode(bomb))
     assert b"wrong_tensors" in await stack.dead_letters(b"wrong_tensors")
 

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_short_main_job_learns_survives_a_kill_and_reports(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "facet.cli", "--log-level", "WARNING", "run", "--duration", "45",
+    command = [sys.executable, "-m", "facet_lab.cli", "--log-level", "WARNING", "run", "--duration", "45",
                "--rate", "300", "--regions", "us,eu,jp", "--kill", "trainer-us-1", "--kill-at", "15",
                "--out", str(tmp_path)]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=170)

@@ -4,17 +4,19 @@ import hmac
 
 import pytest
 import torch
-from facet.contracts import ModelUpdate, TrainingMetrics
 from facet.federation.aggregation import (
+    SampleReference,
     WeightedDelta,
+    example_weight,
     fedasync_step,
     fedasync_weight,
     fedbuff_step,
     fedbuff_weights,
-    running_mean,
+    update_weight,
 )
 from facet.federation.signing import sign, verify
 from facet.federation.staleness import ConstantStaleness, HingeStaleness, PolynomialStaleness
+from facet.federation.updates import signed_update
 from facet.federation.validation import UpdateRejected, check_delta, check_staleness, spec_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -94,7 +96,7 @@ def _mass_by_region(reference: str) -> dict[str, float]:
     """Total coefficient each region gets from a stream: a small region reports 100 samples every tick,
     a large one 800 samples every fourth tick (twice the data), in buffers of four as they arrive."""
     mass = {"small": 0.0, "large": 0.0}
-    mean, count, buffer = None, 0, []
+    reference_samples, buffer = SampleReference(horizon=50), []
     for tick in range(400):
         arrivals = [("small", 100)] + ([("large", 800)] if tick % 4 == 3 else [])
         for region, samples in arrivals:
@@ -102,10 +104,10 @@ def _mass_by_region(reference: str) -> dict[str, float]:
             if len(buffer) < 4:
                 continue
             for _, update in buffer:
-                count += 1
-                mean = running_mean(mean, count, update.num_samples, horizon=50)
+                reference_samples.observe(update.num_samples)
             deltas = [update for _, update in buffer]
-            weights = fedbuff_weights(deltas, ConstantStaleness(), mean if reference == "running" else None)
+            mean = reference_samples.mean if reference == "running" else None
+            weights = fedbuff_weights(deltas, ConstantStaleness(), mean)
             for (name, _), weight in zip(buffer, weights, strict=True):
                 mass[name] += weight
             buffer = []
@@ -120,12 +122,35 @@ def test_running_mean_weights_regions_by_data_not_by_how_often_they_report() -> 
     assert buffered["large"] / buffered["small"] < 1.5
 
 
-def test_running_mean_is_exact_then_exponential() -> None:
-    mean = None
-    for count, value in enumerate([10, 20, 30], start=1):
-        mean = running_mean(mean, count, value, horizon=3)
-    assert mean == pytest.approx(20.0)
-    assert running_mean(mean, 4, 50, horizon=3) == pytest.approx(30.0)
+def test_the_sample_reference_is_the_exact_mean_then_exponential() -> None:
+    samples = SampleReference(horizon=3)
+    for value in (10, 20, 30):
+        samples.observe(value)
+    assert samples.mean == pytest.approx(20.0) and samples.count == 3
+    samples.observe(50)
+    assert samples.mean == pytest.approx(30.0)
+    # Restored from a checkpoint's (mean, count), it continues exactly where it stopped.
+    restored = SampleReference(3, 30.0, 4)
+    restored.observe(60)
+    samples.observe(60)
+    assert restored.mean == samples.mean
+
+
+def test_an_update_weighs_its_examples_times_its_staleness() -> None:
+    update = WeightedDelta({}, 300, 3)
+    staleness = PolynomialStaleness(exponent=0.5)
+    assert update_weight(update, staleness, 100.0) == pytest.approx(example_weight(300, 100.0) * staleness(3))
+    assert example_weight(300, 100.0) == pytest.approx(3.0)
+    with pytest.raises(ValueError):
+        example_weight(1, 0.0)
+
+
+def test_a_step_reports_the_scales_it_applied() -> None:
+    model = {"w": torch.zeros(2)}
+    updates = [WeightedDelta({"w": torch.ones(2)}, 100, 0), WeightedDelta({"w": torch.ones(2)}, 300, 0)]
+    scales = fedbuff_step(model, updates, ConstantStaleness(), server_lr=2.0)
+    assert scales == pytest.approx([0.5, 1.5])
+    assert model["w"].tolist() == pytest.approx([2.0, 2.0])
 
 
 SPEC = spec_of({"w": torch.zeros(4, 3), "b": torch.zeros(3)})
@@ -168,9 +193,8 @@ def test_staleness_checks() -> None:
 
 
 def test_signatures_bind_every_field_and_the_payload() -> None:
-    update = ModelUpdate(update_id="u1", trainer_id="t1", region="eu", base_version=1, num_samples=5,
-                         metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1), codec="fp32",
-                         payload=b"abc")
+    update = signed_update(None, trainer_id="t1", region="eu", base_version=1, num_samples=5, codec="fp32",
+                           payload=b"abc")
     key = b"k" * 32
     signed = update.model_copy(update={"signature": sign(update, key)})
     assert verify(signed, key)

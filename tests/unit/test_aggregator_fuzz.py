@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgpack
 import torch
 from facet.compression.codecs import CodecSpec, encode_delta
-from facet.contracts import ModelUpdate, TrainingMetrics
+from facet.contracts import ModelUpdate
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
-from facet.federation.signing import sign
+from facet.federation.updates import signed_update
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,10 +24,8 @@ def _aggregator() -> Aggregator:
 def _update(
     payload: bytes, *, signed: bool = True, base: int = 0, trainer: str = "trainer-eu", uid: str = "u1"
 ) -> ModelUpdate:
-    update = ModelUpdate(update_id=uid, trainer_id=trainer, region="eu", base_version=base, num_samples=10,
-                         metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1), codec="fp32",
-                         payload=payload)
-    return update.model_copy(update={"signature": sign(update, KEY)}) if signed else update
+    return signed_update(KEY if signed else None, update_id=uid, trainer_id=trainer, region="eu",
+                         base_version=base, num_samples=10, codec="fp32", payload=payload)
 
 
 def _payload(delta: dict[str, torch.Tensor]) -> bytes:

@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 from facet.contracts import BehaviourEvent
-from facet.evaluation.baselines import last_item_cooccurrence, popularity
 from facet.evaluation.metrics import hit_rate, ndcg, target_ranks
-from facet.evaluation.runner import ranks_for
+from facet.evaluation.scoring import ranks_for
 from facet.evaluation.split import leave_last_out
+from facet_lab.baselines import last_item_cooccurrence, popularity
 
 
 def test_ranks_count_ties_as_half() -> None:

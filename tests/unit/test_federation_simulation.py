@@ -6,10 +6,10 @@ import dataclasses
 from collections import Counter
 
 import pytest
-from facet.bench.federation import build_setup, run_async, run_sync_fedavg
 from facet.evaluation.split import leave_last_out
 from facet.federation.server import AggregationPolicy
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
+from facet_lab.bench.federation import build_setup, run_async, run_sync_fedavg
 
 from tests.helpers import TINY_MODEL
 
@@ -31,7 +31,7 @@ def test_sync_rounds_wait_for_the_slowest_region(setup: object) -> None:
 def _async_rounds_by_region(setup: object, time_budget: float) -> tuple[Counter[str], object]:
     counts: Counter[str] = Counter()
     policy = AggregationPolicy(mode="fedbuff", buffer_size=2, max_staleness=1000, max_update_norm=1e6)
-    import facet.bench.federation as federation
+    import facet_lab.bench.federation as federation
 
     original = federation._Region.local_round
 
@@ -65,7 +65,7 @@ def test_stream_paced_regions_idle_between_rounds(setup: object) -> None:
 
 
 def test_summary_speedups_are_sync_time_over_the_best_async_time(setup: object) -> None:
-    from facet.bench.federation import run_federation_benchmark
+    from facet_lab.bench.federation import run_federation_benchmark
 
     result = run_federation_benchmark(setup, central_epochs=1, sync_rounds=4, server_lr=1.5,  # type: ignore[arg-type]
                                       buffer_size=2)
@@ -81,7 +81,7 @@ def test_summary_speedups_are_sync_time_over_the_best_async_time(setup: object) 
 
 
 def test_seed_summary_is_the_mean_with_the_worst_seed_beside_it() -> None:
-    from facet.bench.federation import summarize_seeds
+    from facet_lab.bench.federation import summarize_seeds
 
     runs = [
         {"speedup_async_vs_sync": 3.0, "speedup_async_vs_sync_same_server_lr": 2.0, "best_async_mode": "fedbuff",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from facet.bench.federation import KEY
-from facet.bench.poisoning import SCALE, MoveRecorder, attack_update
 from facet.compression.codecs import decode_delta
 from facet.federation.aggregation import global_norm
 from facet.federation.server import Move, Outcome
 from facet.federation.signing import verify
+from facet_lab.bench.federation import KEY
+from facet_lab.bench.poisoning import SCALE, MoveRecorder, attack_update
 
 from tests.helpers import signed_update
 

@@ -5,6 +5,7 @@ import torch
 from facet.federation.aggregation import global_norm
 from facet.federation.privacy import PrivacyLedger, PrivacySettings, privatize
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
+from facet.federation.updates import signed_update
 
 
 def test_clipping_bounds_the_norm_and_noise_has_the_stated_scale() -> None:
@@ -28,18 +29,15 @@ def test_the_accountant_reports_growing_epsilon() -> None:
 
 def test_server_step_decay_shrinks_late_steps_only_when_asked() -> None:
     from facet.compression.codecs import CodecSpec, encode_delta
-    from facet.contracts import ModelUpdate, TrainingMetrics
 
     def run(decay: float | None) -> float:
         aggregator = Aggregator(AggregatorState(parameters={"w": torch.zeros(3)}),
                                 AggregationPolicy(mode="fedasync", alpha=1.0, require_signatures=False,
                                                   server_lr_decay_versions=decay, max_staleness=10**6), {})
-        for index in range(50):
+        for _index in range(50):
             payload = encode_delta({"w": torch.ones(3)}, CodecSpec.parse("fp32"))
-            aggregator.handle(ModelUpdate(update_id=f"u{index}", trainer_id="t", region="eu",
-                                          base_version=aggregator.state.version, num_samples=1,
-                                          metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1),
-                                          codec="fp32", payload=payload))
+            aggregator.handle(signed_update(None, trainer_id="t", region="eu", num_samples=1, codec="fp32",
+                                            base_version=aggregator.state.version, payload=payload))
         return float(aggregator.state.parameters["w"][0])
 
     assert run(None) == pytest.approx(50.0)

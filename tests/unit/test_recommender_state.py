@@ -42,10 +42,10 @@ def test_cold_shopper_gets_regional_trends(state: RegionalState) -> None:
 def test_bought_items_are_left_out_and_memory_is_bounded(state: RegionalState) -> None:
     buyer = next(s for s, bought in state.purchases.items() if bought)
     bought = state.purchases[buyer]
-    _serving, ranked, _ = state.recommend(list(state.history[buyer]), 50, set(bought), trend_weight=1.0)
+    _serving, ranked, _ = state.recommend(state.histories.items_of(buyer), 50, set(bought), trend_weight=1.0)
     ids = {state.catalogue.index[item] for item, _ in ranked}
     assert not ids & bought
-    assert len(state.history) <= 50
+    assert len(state.histories) <= 50
 
 
 def test_a_brand_new_item_can_be_recommended_at_once(state: RegionalState) -> None:
@@ -79,9 +79,9 @@ def test_announcements_respect_the_catalogue_cap() -> None:
 
 
 def test_a_shopper_is_visible_only_to_their_own_storefront(state: RegionalState) -> None:
-    shopper, storefront = next((s, state.storefronts[s]) for s, h in state.history.items() if len(h) >= 2)
+    shopper, storefront = next((s, f) for s, f in state.storefronts.items() if len(state.histories.items_of(s)) >= 2)
     history, _ = state.shopper_view(shopper, storefront)
-    assert history == list(state.history[shopper])
+    assert history == state.histories.items_of(shopper)
     assert state.shopper_view(shopper, "someone-else") == ([], set())
     assert state.shopper_view(shopper, None) == ([], set())
     assert state.shopper_view("never-seen", storefront) == ([], set())

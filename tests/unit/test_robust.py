@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from facet.compression.codecs import CodecSpec, encode_delta
-from facet.contracts import ModelUpdate, TrainingMetrics
+from facet.contracts import ModelUpdate
 from facet.federation.robust import BoundRejected, InfluenceGuard, RobustnessPolicy
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
-from facet.federation.signing import sign
 from facet.federation.staleness import ConstantStaleness
+from facet.federation.updates import signed_update
 
 REGIONS = ("us", "eu", "uk", "jp", "br")
 KEYS = {f"trainer-{r}": f"key-{r}".encode() for r in REGIONS}
@@ -67,10 +67,9 @@ def test_a_fast_attacker_cannot_move_the_reference() -> None:
 def _update(region: str, index: int, delta: dict[str, torch.Tensor], samples: int, trainer: str | None = None,
             base: int = 0) -> ModelUpdate:
     trainer = trainer or f"trainer-{region}"
-    update = ModelUpdate(update_id=f"{region}-{index}", trainer_id=trainer, region=region, base_version=base,
-                         num_samples=samples, metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1),
-                         codec="fp32", payload=encode_delta(delta, CodecSpec.parse("fp32")))
-    return update.model_copy(update={"signature": sign(update, KEYS[trainer])})
+    return signed_update(KEYS[trainer], update_id=f"{region}-{index}", trainer_id=trainer, region=region,
+                         base_version=base, num_samples=samples, codec="fp32",
+                         payload=encode_delta(delta, CodecSpec.parse("fp32")))
 
 
 def test_an_inflated_trainer_moves_the_model_like_a_few_honest_ones_not_ten_thousand() -> None:
@@ -100,10 +99,9 @@ def test_a_trainer_key_speaks_only_for_its_region() -> None:
     assert outcome.status == "rejected" and outcome.reason == "wrong_region"
     bound = Aggregator(AggregatorState(parameters={"w": torch.zeros(8)}), policy, {"store-a": b"k"},
                        trainer_regions={"store-a": "jp"})
-    update = ModelUpdate(update_id="x", trainer_id="store-a", region="eu", base_version=0, num_samples=1,
-                         metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1), codec="fp32",
-                         payload=encode_delta({"w": torch.ones(8)}, CodecSpec.parse("fp32")))
-    assert bound.handle(update.model_copy(update={"signature": sign(update, b"k")})).reason == "wrong_region"
+    update = signed_update(b"k", trainer_id="store-a", region="eu", base_version=0, num_samples=1, codec="fp32",
+                           payload=encode_delta({"w": torch.ones(8)}, CodecSpec.parse("fp32")))
+    assert bound.handle(update).reason == "wrong_region"
 
 
 def test_trainer_key_rotation_overlaps_two_ids_bound_to_one_region() -> None:
@@ -111,7 +109,6 @@ def test_trainer_key_rotation_overlaps_two_ids_bound_to_one_region() -> None:
     keys = {"trainer-us": b"old", "trainer-us-2": b"new"}
     aggregator = Aggregator(AggregatorState(parameters={"w": torch.zeros(8)}), policy, keys)
     for index, (trainer, key) in enumerate(keys.items()):
-        update = ModelUpdate(update_id=f"r{index}", trainer_id=trainer, region="us", base_version=index,
-                             num_samples=5, metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1),
-                             codec="fp32", payload=encode_delta({"w": torch.ones(8)}, CodecSpec.parse("fp32")))
-        assert aggregator.handle(update.model_copy(update={"signature": sign(update, key)})).status == "applied"
+        update = signed_update(key, trainer_id=trainer, region="us", base_version=index, num_samples=5,
+                               codec="fp32", payload=encode_delta({"w": torch.ones(8)}, CodecSpec.parse("fp32")))
+        assert aggregator.handle(update).status == "applied"

@@ -283,8 +283,3 @@ class ErrorFeedback:
         sent = decode_delta(payload)
         self.residual = {n: corrected[n] - sent[n] for n in corrected}
         return payload
-
-    def rebase(self, keep: bool = True) -> None:
-        """The residual is a delta, valid on any base: keep it across rebases unless told otherwise."""
-        if not keep:
-            self.residual = {}

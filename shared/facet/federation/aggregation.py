@@ -47,6 +47,38 @@ class WeightedDelta:
     norm: float = 0.0
 
 
+class SampleReference:
+    """The sample count n̄ that an update's n is measured against: the mean over applied updates, turning
+    into an exponential average over ``horizon`` updates once more have been seen, so it follows a
+    changing fleet. Checkpointed as (mean, count)."""
+
+    def __init__(self, horizon: int, mean: float | None = None, count: int = 0) -> None:
+        if horizon < 1:
+            raise ValueError("horizon must be positive")
+        self.horizon = horizon
+        self.mean = mean
+        self.count = count
+
+    def observe(self, samples: float) -> None:
+        self.count += 1
+        if self.mean is None or self.count <= 1:
+            self.mean = float(samples)
+        else:
+            self.mean += (samples - self.mean) / min(self.count, self.horizon)
+
+
+def example_weight(num_samples: int, reference: float) -> float:
+    """n / n̄: how many average updates' worth of examples this one carries."""
+    if reference <= 0:
+        raise ValueError("the sample reference must be positive")
+    return num_samples / reference
+
+
+def update_weight(update: WeightedDelta, staleness_weight: StalenessWeight, reference: float) -> float:
+    """The total weight of one update: example weight × staleness weight, n s(τ) / n̄."""
+    return example_weight(update.num_samples, reference) * staleness_weight(update.staleness)
+
+
 def fedbuff_weights(
     updates: Sequence[WeightedDelta], staleness_weight: StalenessWeight, mean_samples: float | None = None
 ) -> list[float]:
@@ -56,10 +88,7 @@ def fedbuff_weights(
     if total <= 0:
         raise ValueError("updates carry no samples")
     reference = total / len(updates) if mean_samples is None else mean_samples
-    if reference <= 0:
-        raise ValueError("mean_samples must be positive")
-    scale = len(updates) * reference
-    return [min(u.num_samples * staleness_weight(u.staleness) / scale, 1.0) for u in updates]
+    return [min(update_weight(u, staleness_weight, reference) / len(updates), 1.0) for u in updates]
 
 
 def apply_delta(model: Mapping[str, torch.Tensor], delta: Tensors, scale: float) -> None:
@@ -74,20 +103,22 @@ def fedbuff_step(
     staleness_weight: StalenessWeight,
     server_lr: float = 1.0,
     mean_samples: float | None = None,
-) -> None:
-    # w + η Σ c_k Δ_k, applied update by update: the same sum without a model-sized temporary, and with
-    # row-sparse deltas only the rows they touch are written.
-    coefficients = fedbuff_weights(updates, staleness_weight, mean_samples)
-    for update, coefficient in zip(updates, coefficients, strict=True):
-        apply_delta(model, update.delta, server_lr * coefficient)
+) -> list[float]:
+    """w ← w + η Σ c_k Δ_k; returns the scale each update was applied with (η c_k)."""
+    # Applied update by update: the same sum without a model-sized temporary, and with row-sparse deltas
+    # only the rows they touch are written.
+    scales = [server_lr * c for c in fedbuff_weights(updates, staleness_weight, mean_samples)]
+    for update, scale in zip(updates, scales, strict=True):
+        apply_delta(model, update.delta, scale)
+    return scales
 
 
 def fedasync_weight(
     update: WeightedDelta, staleness_weight: StalenessWeight, alpha: float, mean_samples: float | None = None
 ) -> float:
     """α s(τ) (n / n̄), at most 1: one update never moves the model past the trainer's own weights."""
-    relative = 1.0 if mean_samples is None else update.num_samples / mean_samples
-    return min(alpha * staleness_weight(update.staleness) * relative, 1.0)
+    reference = update.num_samples if mean_samples is None else mean_samples
+    return min(alpha * update_weight(update, staleness_weight, reference), 1.0)
 
 
 def fedasync_step(
@@ -96,16 +127,11 @@ def fedasync_step(
     staleness_weight: StalenessWeight,
     alpha: float,
     mean_samples: float | None = None,
-) -> None:
-    apply_delta(model, update.delta, fedasync_weight(update, staleness_weight, alpha, mean_samples))
-
-
-def running_mean(mean: float | None, count: int, value: float, horizon: int) -> float:
-    """The mean of the values so far, turning into an exponential average over ``horizon`` values once
-    ``count`` (including this value) exceeds it, so the reference follows a changing fleet."""
-    if mean is None or count <= 1:
-        return float(value)
-    return mean + (value - mean) / min(count, horizon)
+) -> float:
+    """w ← w + α s(τ) (n / n̄) Δ; returns that scale."""
+    scale = fedasync_weight(update, staleness_weight, alpha, mean_samples)
+    apply_delta(model, update.delta, scale)
+    return scale
 
 
 def global_norm(tensors: Tensors) -> float:

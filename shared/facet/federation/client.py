@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from facet.compression.codecs import CodecSpec, ErrorFeedback
+from facet.contracts import ModelUpdate, TrainingMetrics
 from facet.federation.privacy import PrivacySettings, privatize
+from facet.federation.updates import signed_update
 from facet.model.examples import Windows
 from facet.model.features import ItemCatalogue
 from facet.model.network import ModelConfig, new_model
@@ -27,6 +29,14 @@ class PreparedUpdate:
     steps: int
     samples_per_second: float
     raw_bytes: int
+    codec: str
+
+    def signed(self, key: bytes, *, trainer_id: str, region: str) -> ModelUpdate:
+        """The update to publish, signed with the trainer's key."""
+        return signed_update(key, trainer_id=trainer_id, region=region, base_version=self.base_version,
+                             num_samples=self.num_samples, codec=self.codec, payload=self.payload,
+                             metrics=TrainingMetrics(loss=self.loss, samples_per_second=self.samples_per_second,
+                                                     steps=self.steps))
 
 
 class LocalLearner:
@@ -110,6 +120,7 @@ class LocalLearner:
             steps=self._steps,
             samples_per_second=self._samples / self._train_seconds if self._train_seconds else 0.0,
             raw_bytes=raw,
+            codec=self.codec.name,
         )
         self._samples = self._steps = 0
         self._losses = []

@@ -16,12 +16,10 @@ from pydantic import BaseModel, Field
 from facet.compression.codecs import CodecSpec, decode_delta
 from facet.contracts import ModelUpdate
 from facet.federation.aggregation import (
+    SampleReference,
     WeightedDelta,
     fedasync_step,
-    fedasync_weight,
     fedbuff_step,
-    fedbuff_weights,
-    running_mean,
 )
 from facet.federation.robust import BoundRejected, InfluenceGuard, RobustnessPolicy
 from facet.federation.signing import verify
@@ -86,7 +84,7 @@ class AggregatorState:
     applied_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
     #: Update ids that went into each version since the last broadcast.
     pending_contributors: list[str] = field(default_factory=list)
-    #: Running mean of num_samples over applied updates, and how many it has seen.
+    #: Running mean of num_samples over applied updates, and how many it has seen (a SampleReference).
     mean_samples: float | None = None
     samples_counted: int = 0
     #: The aggregator's generation (see GlobalModel.epoch); a new one on every start.
@@ -144,9 +142,8 @@ class Aggregator:
         if self.policy.mode == "fedasync":
             alpha = self.policy.alpha * self._schedule()
             reference = self._reference([weighted])
-            fedasync_step(self.state.parameters, weighted, self.policy.staleness, alpha, reference)
-            coefficient = fedasync_weight(weighted, self.policy.staleness, alpha, reference)
-            self.last_moves = [Move(update.trainer_id, self.state.version + 1, coefficient * weighted.norm)]
+            scale = fedasync_step(self.state.parameters, weighted, self.policy.staleness, alpha, reference)
+            self.last_moves = [Move(update.trainer_id, self.state.version + 1, scale * weighted.norm)]
             return Outcome("applied", staleness=weighted.staleness, new_version=self._advance([update]),
                            clipped=clipped)
         self._buffer.append((update, weighted))
@@ -161,10 +158,9 @@ class Aggregator:
             return None
         updates, deltas = zip(*self._buffer, strict=True)
         lr, reference = self.policy.server_lr * self._schedule(), self._reference(deltas)
-        fedbuff_step(self.state.parameters, list(deltas), self.policy.staleness, lr, reference)
-        coefficients = fedbuff_weights(deltas, self.policy.staleness, reference)
-        self.last_moves = [Move(u.trainer_id, self.state.version + 1, lr * c * d.norm)
-                           for u, d, c in zip(updates, deltas, coefficients, strict=True)]
+        scales = fedbuff_step(self.state.parameters, list(deltas), self.policy.staleness, lr, reference)
+        self.last_moves = [Move(u.trainer_id, self.state.version + 1, scale * d.norm)
+                           for u, d, scale in zip(updates, deltas, scales, strict=True)]
         self._buffer.clear()
         self._buffered_ids.clear()
         return self._advance(list(updates))
@@ -172,11 +168,12 @@ class Aggregator:
     def _reference(self, applying: Sequence[WeightedDelta]) -> float | None:
         """Fold the updates being applied into the running mean (only now, so an update replayed after a
         crash, before it was applied, is never counted twice) and return it; None: the buffer's mean."""
+        samples = SampleReference(self.policy.sample_mean_horizon, self.state.mean_samples,
+                                  self.state.samples_counted)
         for update in applying:
-            self.state.samples_counted += 1
-            self.state.mean_samples = running_mean(self.state.mean_samples, self.state.samples_counted,
-                                                   update.num_samples, self.policy.sample_mean_horizon)
-        return self.state.mean_samples if self.policy.sample_reference == "running_mean" else None
+            samples.observe(update.num_samples)
+        self.state.mean_samples, self.state.samples_counted = samples.mean, samples.count
+        return samples.mean if self.policy.sample_reference == "running_mean" else None
 
     def _schedule(self) -> float:
         decay = self.policy.server_lr_decay_versions

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
-from facet.config import KafkaSettings, TopicSettings
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from facet.config import DEFAULT_REGIONS, KafkaSettings, RegionSettings, TopicSettings
 from facet.kafka.clients import make_admin
 from facet.kafka.topics import ensure_topics, event_topic_specs, federation_topic_specs
 
@@ -30,3 +33,23 @@ async def create_all_topics(
     finally:
         await admin.close()
     return created
+
+
+class TopicSetup(BaseSettings):
+    """What ``facet-create-topics`` creates: every topic for these regions (FACET_REGIONS, a JSON list)."""
+
+    model_config = SettingsConfigDict(env_prefix="FACET_")
+
+    regions: tuple[str, ...] = DEFAULT_REGIONS
+
+
+def main() -> None:
+    """``facet-create-topics``: create every Facet topic with its configs (idempotent), for ops jobs that
+    run a service image (compose's ``topics`` job); the lab's ``facet topics create`` does the same."""
+    regions = RegionSettings(regions=TopicSetup().regions).regions
+    created = asyncio.run(create_all_topics(KafkaSettings(), TopicSettings(), regions))
+    print(f"created {len(created)} topic(s): {', '.join(created) or 'none (all existed)'}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -9,15 +9,13 @@ from prometheus_client import Counter
 
 from facet.errors import PoisonMessageError
 from facet.logging import get_logger
+from facet.service import metric_names as names
 
 log = get_logger(__name__)
 
-DEAD_LETTERED = Counter(
-    "facet_dead_lettered_total", "Inputs routed to the dead-letter topic", ["service", "reason"]
-)
-DEAD_LETTER_FAILURES = Counter(
-    "facet_dead_letter_failures_total", "Inputs that could not be written to the dead-letter topic", ["service"]
-)
+DEAD_LETTERED = Counter(names.DEAD_LETTERED_TOTAL, "Inputs routed to the dead-letter topic", ["service", "reason"])
+DEAD_LETTER_FAILURES = Counter(names.DEAD_LETTER_FAILURES_TOTAL,
+                               "Inputs that could not be written to the dead-letter topic", ["service"])
 
 #: Header names on a dead-lettered record (all values are UTF-8 bytes).
 REASON_HEADER = "facet-dlq-reason"

@@ -13,7 +13,6 @@ log = get_logger(__name__)
 class ShutdownSignal:
     def __init__(self) -> None:
         self._event = asyncio.Event()
-        self.received: str | None = None
 
     def install(self) -> None:
         loop = asyncio.get_running_loop()
@@ -22,7 +21,6 @@ class ShutdownSignal:
 
     def trigger(self, reason: str = "requested") -> None:
         if not self._event.is_set():
-            self.received = reason
             log.info("shutdown_requested", reason=reason)
             self._event.set()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,10 +86,6 @@ class ItemCatalogue:
 
     def add_event(self, event: BehaviourEvent) -> int:
         return self.add(event.item_id, event.attributes, event.price, event.currency)
-
-    def add_events(self, events: Iterable[BehaviourEvent]) -> None:
-        for event in events:
-            self.add_event(event)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(id buckets [N], attribute codes [N, F]) as int64, cached until the next add."""

@@ -27,13 +27,14 @@ from facet.kafka.clients import assign_whole_topic, make_consumer
 from facet.kafka.dlq import DeadLetterPublisher
 from facet.logging import get_logger
 from facet.model.network import ModelConfig
+from facet.service import metric_names as names
 from facet.service.models import fetch_parameters
 
 log = get_logger(__name__)
 
 OnModel = Callable[[dict[str, torch.Tensor], GlobalModel], Awaitable[None]]
 
-MODELS_REJECTED = Counter("facet_model_feed_rejected_total", "Model broadcasts refused by this process",
+MODELS_REJECTED = Counter(names.MODEL_FEED_REJECTED_TOTAL, "Model broadcasts refused by this process",
                           ["reason"])
 
 

@@ -18,11 +18,12 @@ from prometheus_client import Counter
 from facet.errors import FacetError
 from facet.kafka.shutdown import ShutdownSignal
 from facet.logging import get_logger
+from facet.service import metric_names as names
 from facet.service.health import Health
 
 log = get_logger(__name__)
 
-TASK_FAILURES = Counter("facet_task_failures_total", "Supervised background tasks that ended unexpectedly",
+TASK_FAILURES = Counter(names.TASK_FAILURES_TOTAL, "Supervised background tasks that ended unexpectedly",
                         ["task"])
 
 

@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,11 +21,6 @@ from typing import Any
 
 import httpx
 import torch
-from pydantic import BaseModel, Field
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-
 from facet.config import DEFAULT_REGIONS, KafkaSettings, TopicSettings
 from facet.contracts import BehaviourEvent, GlobalModel
 from facet.federation.model_signing import generate_keypair
@@ -34,13 +28,19 @@ from facet.kafka.admin import create_all_topics
 from facet.kafka.broker import provision_broker
 from facet.logging import get_logger
 from facet.model.network import ModelConfig
+from facet.service import metric_names as names
 from facet.service.auth import hash_api_key
 from facet.service.model_feed import ModelGate, ModelTrustSettings, follow_models
-from facet.system.live_eval import LiveEvaluator
-from facet.system.report import write_report
-from facet.system.scrape import scrape
-from facet.system.supervisor import Supervisor
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from facet_lab.system.live_eval import LiveEvaluator
+from facet_lab.system.report import write_report
+from facet_lab.system.scrape import scrape
+from facet_lab.system.supervisor import Supervisor
 
 log = get_logger(__name__)
 
@@ -64,12 +64,6 @@ class SystemConfig(BaseModel):
     batch_size: int = Field(default=200, ge=1, le=1000)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _model_env(prefix: str) -> dict[str, str]:
     return {f"{prefix}MODEL__{k.upper()}": str(v) for k, v in SYSTEM_MODEL.model_dump().items()}
 
@@ -82,7 +76,6 @@ class SystemRun:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.out = config.out_dir / stamp
         self.supervisor = Supervisor(self.out / "logs")
-        self.ports: dict[str, int] = {}
         self.evaluator = LiveEvaluator(SYSTEM_MODEL)
         self.timeline: list[dict[str, Any]] = []
         self.sent_events = 0
@@ -121,8 +114,7 @@ class SystemRun:
             "FACET_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
             "FACET_LOG_LEVEL": "INFO",
         }
-        self.ports["aggregator"] = _free_port()
-        self.supervisor.start("aggregator", ["aggregator", "--port", str(self.ports["aggregator"])], {
+        self.supervisor.start("aggregator", ["aggregator"], {
             **common, **_model_env("FACET_AGGREGATOR_"),
             "FACET_AGGREGATOR_TRAINER_KEYS": json.dumps(trainer_keys),
             "FACET_AGGREGATOR_MODEL_SIGNING_KEY": self.model_private_key,
@@ -136,8 +128,7 @@ class SystemRun:
             replicas = 2 if region == largest else 1
             for replica in range(replicas):
                 name = f"trainer-{region}-{replica}"
-                self.ports[name] = _free_port()
-                self.supervisor.start(name, ["trainer", "--region", region, "--port", str(self.ports[name])], {
+                self.supervisor.start(name, ["trainer", "--region", region], {
                     **common, **_model_env("FACET_TRAINER_"), **{f"FACET_TRAINER_{k}": v for k, v in trust.items()},
                     "FACET_TRAINER_SIGNING_KEY": trainer_keys[f"trainer-{region}"],
                     "FACET_TRAINER_REPLICA_ID": name,
@@ -147,16 +138,14 @@ class SystemRun:
                 })
         for region in self.config.regions:
             name = f"recommender-{region}"
-            self.ports[name] = _free_port()
             readers = {f"reader-{storefront}": {"key_sha256": [hash_api_key(key)], "storefront": storefront,
                                                  "scopes": ["recommendations:read"]}
                        for storefront, key in self.storefront_keys.items()}
-            self.supervisor.start(name, ["recommender", "--region", region, "--port", str(self.ports[name])], {
+            self.supervisor.start(name, ["recommender", "--region", region], {
                 **common, **_model_env("FACET_RECOMMENDER_"), **{f"FACET_RECOMMENDER_{k}": v for k, v in trust.items()},
                 "FACET_RECOMMENDER_API_KEYS": json.dumps(readers),
             })
-        self.ports["ingest"] = _free_port()
-        self.supervisor.start("ingest", ["ingest", "--port", str(self.ports["ingest"])], {
+        self.supervisor.start("ingest", ["ingest"], {
             **common,
             "FACET_INGEST_REGIONS": json.dumps(list(self.config.regions)),
             "FACET_INGEST_API_KEY_HASHES": json.dumps({storefront: hash_api_key(key)
@@ -166,7 +155,7 @@ class SystemRun:
         })
 
     def url(self, name: str, path: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}{path}"
+        return self.supervisor.processes[name].url(path)
 
     async def wait_ready(self, client: httpx.AsyncClient, names: list[str], timeout_s: float = 180.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -275,23 +264,23 @@ class SystemRun:
             self._chaos_done = True
         aggregator = await scrape(client, self.url("aggregator", "/metrics"))
         update_bytes = raw_bytes = 0.0
-        for name in self.ports:
+        for name in self.supervisor.processes:
             if name.startswith("trainer-"):
                 trainer = await scrape(client, self.url(name, "/metrics"))
-                update_bytes += trainer.total("facet_trainer_update_bytes_sum")
-                raw_bytes += trainer.total("facet_trainer_update_raw_bytes_total")
+                update_bytes += trainer.total(names.TRAINER_UPDATE_BYTES + "_sum")
+                raw_bytes += trainer.total(names.TRAINER_UPDATE_RAW_BYTES_TOTAL)
         rate = (self.sent_events - self._last_sent) / max(now - self._last_t, 1e-6)
         self._last_sent, self._last_t = self.sent_events, now
-        staleness_count = aggregator.total("facet_aggregator_update_staleness_count")
+        staleness_count = aggregator.total(names.AGGREGATOR_UPDATE_STALENESS + "_count")
         self.status = {
             "t": round(now, 1),
             "events_per_second": rate,
             "events_sent": self.sent_events,
-            "global_version": aggregator.total("facet_aggregator_global_version"),
-            "updates_applied": aggregator.total("facet_aggregator_updates_applied_total"),
-            "updates_rejected": aggregator.by_label("facet_aggregator_updates_rejected_total", "reason"),
-            "updates_applied_by_region": aggregator.by_label("facet_aggregator_updates_applied_total", "region"),
-            "mean_staleness": aggregator.total("facet_aggregator_update_staleness_sum") / staleness_count
+            "global_version": aggregator.total(names.AGGREGATOR_GLOBAL_VERSION),
+            "updates_applied": aggregator.total(names.AGGREGATOR_UPDATES_APPLIED_TOTAL),
+            "updates_rejected": aggregator.by_label(names.AGGREGATOR_UPDATES_REJECTED_TOTAL, "reason"),
+            "updates_applied_by_region": aggregator.by_label(names.AGGREGATOR_UPDATES_APPLIED_TOTAL, "region"),
+            "mean_staleness": aggregator.total(names.AGGREGATOR_UPDATE_STALENESS + "_sum") / staleness_count
             if staleness_count else 0.0,
             "update_bytes": update_bytes,
             "update_raw_bytes": raw_bytes,
@@ -359,7 +348,7 @@ class SystemRun:
                 try:
                     self.console.log(f"starting {len(self.supervisor.processes)} service processes; logs in "
                                      f"{self.out / 'logs'}")
-                    await self.wait_ready(client, list(self.ports))
+                    await self.wait_ready(client, list(self.supervisor.processes))
                     self.started = time.monotonic()
                     feed_stop = asyncio.Event()
                     trust = ModelTrustSettings(public_keys=[self.model_public_key])
@@ -379,8 +368,9 @@ class SystemRun:
                     feed_stop.set()
                     await feed
                 finally:
-                    order = ["ingest", *[n for n in self.ports if n.startswith("trainer-")], "aggregator",
-                             *[n for n in self.ports if n.startswith("recommender-")]]
+                    names = list(self.supervisor.processes)
+                    order = ["ingest", *[n for n in names if n.startswith("trainer-")], "aggregator",
+                             *[n for n in names if n.startswith("recommender-")]]
                     exit_codes = self.supervisor.stop(order=[n for n in order if n in self.supervisor.processes])
         return self._write(exit_codes, sample)
 

@@ -1,6 +1,6 @@
 """A small HTTP load generator, run as its own process so the server under test keeps its cores.
 
-    python -m facet.bench.load --url URL [--method POST --body-file F --header K:V] --concurrency 16
+    python -m facet_lab.bench.load --url URL [--method POST --body-file F --header K:V] --concurrency 16
         --duration 8  → prints {"requests", "seconds", "rps", "p50_ms", "p99_ms", "errors", "statuses"}
 """
 

@@ -45,11 +45,12 @@ def federation(
                               "the summary is their mean, with the worst seed beside it."),
 ) -> None:
     """Time to 95% of centralized NDCG@10: synchronous FedAvg against asynchronous FedAsync/FedBuff."""
-    from facet.bench.common import write_result
-    from facet.bench.federation import build_setup, run_federation_benchmark, summarize_seeds
-    from facet.evaluation.cli import DATASET_MODELS
     from facet.evaluation.datasets import DatasetName, load_events
     from facet.evaluation.split import leave_last_out
+
+    from facet_lab.bench.common import write_result
+    from facet_lab.bench.federation import build_setup, run_federation_benchmark, summarize_seeds
+    from facet_lab.evaluate import DATASET_MODELS
 
     if sample_reference not in ("running_mean", "buffer"):
         raise typer.BadParameter("--sample-reference must be running_mean or buffer")
@@ -80,12 +81,13 @@ def compression(
     seed: int = typer.Option(0),
 ) -> None:
     """Bytes per update and final NDCG@10 of each codec against float32, after the same federated training."""
-    from facet.bench.common import write_result
-    from facet.bench.compression import run_compression_benchmark
-    from facet.bench.federation import build_setup
-    from facet.evaluation.cli import DATASET_MODELS
     from facet.evaluation.datasets import DatasetName, load_events
     from facet.evaluation.split import leave_last_out
+
+    from facet_lab.bench.common import write_result
+    from facet_lab.bench.compression import run_compression_benchmark
+    from facet_lab.bench.federation import build_setup
+    from facet_lab.evaluate import DATASET_MODELS
 
     config = DATASET_MODELS[DatasetName.SYNTHETIC]
     split = leave_last_out(load_events(DatasetName.SYNTHETIC, sessions=sessions, seed=seed + 7), config.feature_space())
@@ -103,8 +105,8 @@ def aggregator(
     codec: str = typer.Option("rows+int8+zstd", help="The codec trainers send (rows: realistic sparse updates)."),
 ) -> None:
     """Updates/s through validate-and-apply at ~1M and ~10M parameters, against a bare axpy."""
-    from facet.bench.aggregator import run_aggregator_benchmark
-    from facet.bench.common import write_result
+    from facet_lab.bench.aggregator import run_aggregator_benchmark
+    from facet_lab.bench.common import write_result
 
     result = run_aggregator_benchmark(updates, buffer_size, codec)
     payload = write_result(json_path, result.pop("summary"), **result)
@@ -120,9 +122,10 @@ def ingest(
     """Events/s accepted end to end through HTTP ingest (batches of 500) against a raw aiokafka producer."""
     import tempfile
 
-    from facet.bench.common import write_result
-    from facet.bench.services import run_ingest_benchmark
     from facet.kafka.broker import provision_broker
+
+    from facet_lab.bench.common import write_result
+    from facet_lab.bench.services import run_ingest_benchmark
 
     with provision_broker() as broker, tempfile.TemporaryDirectory() as work:
         result = run_ingest_benchmark(broker, Path(work), batches=batches, concurrency=concurrency)
@@ -139,9 +142,10 @@ def recommend(
     """Top-10 requests/s and p50/p99 under concurrent load, against the same server's /healthz."""
     import tempfile
 
-    from facet.bench.common import write_result
-    from facet.bench.services import run_recommend_benchmark
     from facet.kafka.broker import provision_broker
+
+    from facet_lab.bench.common import write_result
+    from facet_lab.bench.services import run_recommend_benchmark
 
     with provision_broker() as broker, tempfile.TemporaryDirectory() as work:
         result = run_recommend_benchmark(broker, Path(work), duration=duration, concurrency=concurrency)
@@ -156,9 +160,10 @@ def trainer(
     batch_size: int = typer.Option(128, min=1),
 ) -> None:
     """Training samples/s of a trainer consuming from the broker against a bare in-memory PyTorch loop."""
-    from facet.bench.common import write_result
-    from facet.bench.trainer import run_trainer_benchmark
     from facet.kafka.broker import provision_broker
+
+    from facet_lab.bench.common import write_result
+    from facet_lab.bench.trainer import run_trainer_benchmark
 
     with provision_broker() as broker:
         result = run_trainer_benchmark(broker, sessions, batch_size)
@@ -185,8 +190,8 @@ def poisoning(
     """One hostile region (sample inflation, scaled delta, sign flip, noise) against the defended aggregator."""
     import functools
 
-    from facet.bench.common import write_result
-    from facet.bench.poisoning import poisoning_setup, run_poisoning_benchmark, summarize_poisoning_seeds
+    from facet_lab.bench.common import write_result
+    from facet_lab.bench.poisoning import poisoning_setup, run_poisoning_benchmark, summarize_poisoning_seeds
 
     runs = []
     for run_seed in range(seed, seed + seeds):

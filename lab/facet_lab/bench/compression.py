@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from facet.bench.federation import FederationSetup, run_async
 from facet.federation.server import AggregationPolicy
 from facet.federation.staleness import PolynomialStaleness
+
+from facet_lab.bench.federation import FederationSetup, run_async
 
 CODECS = ("fp32", "fp16+zstd", "int8+zstd", "rows+fp16+zstd", "rows+int8+zstd", "topk:0.1+int8+zstd",
           "topk:0.03+int8+zstd", "topk:0.01+int8+zstd")

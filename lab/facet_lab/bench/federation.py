@@ -23,24 +23,21 @@ from __future__ import annotations
 
 import heapq
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from rich.progress import Progress
-
-from facet.contracts import ModelUpdate, TrainingMetrics
-from facet.evaluation.runner import model_scorer, ranks_for, sliced_metrics, train_on
+from facet.contracts import ModelUpdate
+from facet.evaluation.scoring import model_scorer, ranks_for, sliced_metrics, train_on
 from facet.evaluation.split import Split, TestCase
 from facet.federation.client import LocalLearner
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState, Outcome
-from facet.federation.signing import sign
 from facet.federation.staleness import ConstantStaleness, PolynomialStaleness
 from facet.model.examples import Windows, make_windows
 from facet.model.network import ModelConfig, SequenceRecommender, new_model
+from rich.progress import Progress
 
 KEY = b"bench-key"
 
@@ -136,15 +133,9 @@ class _Region:
         rows = self.rng.integers(0, len(self.windows), self.steps * self.setup.batch_size)
         self.learner.train(self.setup.split.catalogue, self.windows.subset(rows), self.setup.batch_size)
         prepared = self.learner.prepare_update()
-        assert prepared is not None  # we just trained
-        update = ModelUpdate(
-            update_id=f"{self.name}-{uuid.uuid4().hex}", trainer_id=f"trainer-{self.name}", region=self.name,
-            base_version=prepared.base_version, num_samples=prepared.num_samples,
-            metrics=TrainingMetrics(loss=prepared.loss, samples_per_second=prepared.samples_per_second,
-                                    steps=prepared.steps),
-            codec=self.setup.codec, payload=prepared.payload,
-        )
-        return update.model_copy(update={"signature": sign(update, KEY)})
+        if prepared is None:
+            raise RuntimeError(f"{self.name} trained nothing this round")
+        return prepared.signed(KEY, trainer_id=f"trainer-{self.name}", region=self.name)
 
 
 def _aggregator(setup: FederationSetup, policy: AggregationPolicy) -> Aggregator:

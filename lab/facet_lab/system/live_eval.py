@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from facet.contracts import BehaviourEvent
 from facet.evaluation.metrics import ndcg, target_ranks
 from facet.model.features import ItemCatalogue

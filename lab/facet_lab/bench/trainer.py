@@ -8,10 +8,6 @@ import time
 from typing import Any
 
 import torch
-from facet_trainer.service import TrainerService
-from facet_trainer.settings import TrainerSettings
-from facet_trainer.window import TrainingWindow
-
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import GlobalModel
@@ -26,6 +22,9 @@ from facet.model.network import ModelConfig, new_model
 from facet.service.model_feed import ModelTrustSettings
 from facet.service.models import to_bytes
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
+from facet_trainer.service import TrainerService
+from facet_trainer.settings import TrainerSettings
+from facet_trainer.window import TrainingWindow
 
 CONFIG = ModelConfig(id_buckets=8_192, dim=48, max_history=20)
 

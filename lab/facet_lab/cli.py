@@ -1,16 +1,23 @@
-"""The one ``facet`` command. Each subcommand is a thin shell over a module that does the work."""
+"""The lab's ``facet`` command: the services' own commands, the main job, the benchmarks and ops tools.
+Each subcommand is a thin shell over a module that does the work."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 from pathlib import Path
 
 import typer
-
 from facet.config import DEFAULT_REGIONS
 from facet.logging import configure_logging
+from facet_aggregator.cli import aggregator as aggregator_command
+from facet_ingest.cli import ingest as ingest_command
+from facet_recommender.cli import recommender as recommender_command
+from facet_trainer.cli import trainer as trainer_command
+
+from facet_lab.bench.cli import bench_app
 
 app = typer.Typer(help="Facet: asynchronous federated learning for jewelry recommendations.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -18,13 +25,7 @@ topics_app = typer.Typer(help="Manage Facet's Kafka topics.", no_args_is_help=Tr
 app.add_typer(topics_app, name="topics")
 
 
-def _bench_app() -> typer.Typer:
-    from facet.bench.cli import bench_app
-
-    return bench_app
-
-
-app.add_typer(_bench_app(), name="bench")
+app.add_typer(bench_app, name="bench")
 
 
 @app.callback()
@@ -34,6 +35,10 @@ def _main(
                                          help="JSON logs (default: when stdout is not a terminal)."),
 ) -> None:
     configure_logging(log_level, log_json)
+    # A service subcommand configures its logging from these settings (as its own command does).
+    os.environ["FACET_LOG_LEVEL"] = log_level
+    if log_json is not None:
+        os.environ["FACET_LOG_JSON"] = str(log_json).lower()
 
 
 @app.command()
@@ -130,7 +135,7 @@ def run(
     out: Path = typer.Option(Path("runs"), help="Where the report is written."),
 ) -> None:
     """The main job: the whole system on the embedded broker (unless KAFKA_BOOTSTRAP_SERVERS), then a report."""
-    from facet.system.run import SystemConfig, run_system
+    from facet_lab.system.run import SystemConfig, run_system
 
     config = SystemConfig(duration_s=duration, events_per_second=rate,
                           regions=tuple(r.strip() for r in regions.split(",") if r.strip()), replay=replay,
@@ -139,93 +144,11 @@ def run(
     typer.echo(f"report: {report_path} (plots beside it)")
 
 
-def _run_service(coroutine_factory: object) -> None:
-    """Run a service coroutine; configuration errors exit 2 with a clear message, SIGTERM exits 0."""
-    from pydantic import ValidationError
-
-    from facet.errors import ConfigurationError
-    from facet.service.supervision import TaskFailedError
-
-    try:
-        asyncio.run(coroutine_factory())  # type: ignore[operator]
-    except (ValidationError, ConfigurationError) as error:
-        typer.echo(f"configuration error: {error}", err=True)
-        raise typer.Exit(2) from error
-    except TaskFailedError as error:  # drained like a SIGTERM, but the supervisor must restart us
-        typer.echo(f"stopped after a failure: {error}", err=True)
-        raise typer.Exit(1) from error
-
-
-@app.command()
-def aggregator(
-    port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port (probes, metrics, artifacts)."),
-) -> None:
-    """Run the aggregator: staleness-weighted async FedAvg over facet.updates.v1."""
-    from facet_aggregator.service import run_aggregator
-    from facet_aggregator.settings import AggregatorSettings
-
-    from facet.config import KafkaSettings, TopicSettings
-
-    def start() -> object:
-        overrides = {"http_port": port} if port is not None else {}
-        return run_aggregator(AggregatorSettings(**overrides), KafkaSettings(), TopicSettings())
-
-    _run_service(start)
-
-
-@app.command()
-def trainer(
-    region: str = typer.Option(..., envvar="FACET_TRAINER_REGION", help="Region whose events to learn from."),
-    port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port (probes, metrics)."),
-) -> None:
-    """Run one regional trainer replica (consumer group facet-trainer-<region>)."""
-    from facet_trainer.service import run_trainer
-    from facet_trainer.settings import TrainerSettings
-
-    from facet.config import KafkaSettings, TopicSettings
-
-    def start() -> object:
-        overrides: dict[str, object] = {"region": region}
-        if port is not None:
-            overrides["http_port"] = port
-        return run_trainer(TrainerSettings(**overrides), KafkaSettings(), TopicSettings())
-
-    _run_service(start)
-
-
-@app.command()
-def ingest(port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port.")) -> None:
-    """Run the storefront ingest gateway (POST /v1/events)."""
-    from facet_ingest.service import run_ingest
-    from facet_ingest.settings import IngestSettings
-
-    from facet.config import KafkaSettings, TopicSettings
-
-    def start() -> object:
-        overrides = {"http_port": port} if port is not None else {}
-        return run_ingest(IngestSettings(**overrides), KafkaSettings(), TopicSettings())
-
-    _run_service(start)
-
-
-@app.command()
-def recommender(
-    region: str = typer.Option(..., envvar="FACET_RECOMMENDER_REGION", help="Region to serve."),
-    port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port."),
-) -> None:
-    """Run a regional recommender (GET/POST /v1/recommendations)."""
-    from facet_recommender.service import run_recommender
-    from facet_recommender.settings import RecommenderSettings
-
-    from facet.config import KafkaSettings, TopicSettings
-
-    def start() -> object:
-        overrides: dict[str, object] = {"region": region}
-        if port is not None:
-            overrides["http_port"] = port
-        return run_recommender(RecommenderSettings(**overrides), KafkaSettings(), TopicSettings())
-
-    _run_service(start)
+# The services' own commands, as subcommands: `facet trainer --region us` runs exactly `facet-trainer --region us`.
+app.command("aggregator")(aggregator_command)
+app.command("trainer")(trainer_command)
+app.command("ingest")(ingest_command)
+app.command("recommender")(recommender_command)
 
 
 @app.command("eval")
@@ -237,7 +160,7 @@ def evaluate(
     seed: int = typer.Option(0),
 ) -> None:
     """Offline evaluation: leave-last-out, ranking against all items, baselines in the same run."""
-    from facet.evaluation.cli import run_eval_command
+    from facet_lab.evaluate import run_eval_command
 
     run_eval_command(dataset, mode, json_path, epochs, seed)
 

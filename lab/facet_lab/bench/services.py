@@ -1,7 +1,7 @@
 """Benchmarks of the HTTP services: ingest against a raw producer, recommender against its /healthz.
 
 The server under test runs as its own `facet` process on the embedded broker (or KAFKA_BOOTSTRAP_SERVERS);
-load comes from a separate process (:mod:`facet.bench.load`)."""
+load comes from a separate process (:mod:`facet_lab.bench.load`)."""
 
 from __future__ import annotations
 
@@ -17,52 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import GlobalModel
 from facet.kafka.admin import create_all_topics
-from facet.kafka.broker import BrokerHandle, free_loopback_port
+from facet.kafka.broker import BrokerHandle
 from facet.kafka.clients import make_producer
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
 
+from facet_lab.launcher import ServiceProcess
+
 API_KEY = "bench-key"
-
-
-class _Service:
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.port = free_loopback_port()
-        self.log = log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "facet.cli", *args, "--port", str(self.port)],
-            env={**os.environ, **env, "FACET_LOG_LEVEL": "WARNING"},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def wait(self, path: str, timeout_s: float = 90) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"service exited with {self.process.returncode}")
-            try:
-                if httpx.get(self.url(path), timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(self.url(path))
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
 
 
 def _load(
@@ -78,7 +43,7 @@ def _load(
     command = [
         sys.executable,
         "-m",
-        "facet.bench.load",
+        "facet_lab.bench.load",
         "--method",
         method,
         "--concurrency",
@@ -170,9 +135,9 @@ def run_ingest_benchmark(
         "FACET_INGEST_MAX_BODY_BYTES": "8000000",
         "FACET_INGEST_MAX_EVENT_AGE_DAYS": "36500",  # the generator's clock starts in January 2026
     }
-    service = _Service(["ingest"], env, work_dir / "ingest.log")
+    service = ServiceProcess(["ingest"], {**env, "FACET_LOG_LEVEL": "WARNING"}, work_dir, "ingest").start()
     try:
-        service.wait("/readyz")
+        service.wait_healthy(90, "/readyz")
         bodies = [json.dumps({"events": chunk}) for chunk in chunks]
         load = _load(
             [service.url("/v1/events")],
@@ -184,7 +149,7 @@ def run_ingest_benchmark(
             max_requests=len(bodies),
         )
     finally:
-        service.stop()
+        service.terminate()
     ingest_rate = load["ok"] * batch_size / load["seconds"]
     return {
         "summary": {"throughput_ratio_vs_raw_producer": ingest_rate / raw_rate, "p99_ms": load["p99_ms"]},
@@ -229,9 +194,10 @@ def run_recommend_benchmark(
                                                             "storefront": "us-web",
                                                             "scopes": ["recommendations:read"]}}),
     }
-    service = _Service(["recommender", "--region", "us"], env, work_dir / "recommender.log")
+    service = ServiceProcess(["recommender", "--region", "us"], {**env, "FACET_LOG_LEVEL": "WARNING"}, work_dir,
+                             "recommender").start()
     try:
-        service.wait("/readyz")
+        service.wait_healthy(90, "/readyz")
         time.sleep(2)  # let it read the whole history
         # Shoppers of the storefront the key belongs to: their histories are what gets ranked.
         shoppers = list(dict.fromkeys(e.shopper_id for e in events if e.storefront == "us-web"))[:500]
@@ -240,7 +206,7 @@ def run_recommend_benchmark(
         recommend = _load(urls, concurrency=concurrency, duration=duration, headers=(f"X-API-Key:{API_KEY}",))
         health = _load([service.url("/healthz")], concurrency=concurrency, duration=duration)
     finally:
-        service.stop()
+        service.terminate()
     return {
         "summary": {"throughput_ratio_vs_healthz": recommend["rps"] / health["rps"], "p99_ms": recommend["p99_ms"]},
         "recommend": recommend,

@@ -26,17 +26,17 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import torch
-from rich.progress import Progress
-
-from facet.bench.federation import KEY, FederationSetup, _Region, run_async
 from facet.compression.codecs import CodecSpec, decode_delta, encode_delta
 from facet.contracts import ModelUpdate
 from facet.federation.aggregation import global_norm
 from facet.federation.robust import RobustnessPolicy
 from facet.federation.server import AggregationPolicy, Aggregator, Outcome
-from facet.federation.signing import sign
 from facet.federation.staleness import PolynomialStaleness
+from facet.federation.updates import resigned
 from facet.model.examples import PAD
+from rich.progress import Progress
+
+from facet_lab.bench.federation import KEY, FederationSetup, _Region, run_async
 
 ATTACKS = ("sample_inflation", "scaled_delta", "sign_flip", "random_noise")
 SCALE = 20.0
@@ -62,8 +62,7 @@ def attack_update(update: ModelUpdate, attack: str, codec: str, generator: torch
         else:
             raise ValueError(f"unknown attack {attack!r}")
         changes["payload"] = encode_delta(hostile, CodecSpec.parse(codec), seed=int(generator.initial_seed()))
-    hostile_update = update.model_copy(update={**changes, "signature": None})
-    return hostile_update.model_copy(update={"signature": sign(hostile_update, KEY)})
+    return resigned(update, KEY, **changes)
 
 
 def hostile_region_factory(attacker: str, attack: str | None) -> Callable[[str, FederationSetup, int], _Region]:
@@ -168,10 +167,11 @@ def poisoning_setup(dataset: str, *, sessions: int, regions: int, seed: int, max
                     min_round_time: float = 0.0) -> FederationSetup:
     """The federation bench's setup on the ``regions`` largest regions (retail has 37 countries), paced
     like stream-fed trainers when ``min_round_time`` is set."""
-    from facet.bench.federation import build_setup
-    from facet.evaluation.cli import DATASET_MODELS
     from facet.evaluation.datasets import DatasetName, load_events
     from facet.evaluation.split import leave_last_out
+
+    from facet_lab.bench.federation import build_setup
+    from facet_lab.evaluate import DATASET_MODELS
 
     name = DatasetName(dataset)
     config = DATASET_MODELS[name]

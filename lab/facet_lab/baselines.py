@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import sparse
-
+from facet.evaluation.scoring import Scorer
 from facet.evaluation.split import Split, TestCase
-
-Scorer = Callable[[Sequence[TestCase]], np.ndarray]
+from scipy import sparse
 
 
 def _popularity(split: Split) -> np.ndarray:

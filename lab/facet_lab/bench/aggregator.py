@@ -11,12 +11,10 @@ from typing import Any
 
 import psutil
 import torch
-
 from facet.compression.codecs import CodecSpec, decode_delta, encode_delta
-from facet.contracts import ModelUpdate, TrainingMetrics
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
-from facet.federation.signing import sign
 from facet.federation.staleness import PolynomialStaleness
+from facet.federation.updates import signed_update
 
 KEY = b"bench"
 WARMUP = 4
@@ -68,17 +66,9 @@ def bench_size(
         table = delta["item_id.weight"]
         untouched = torch.rand(table.shape[0], generator=generator) >= changed_rows
         table[untouched] = 0.0
-        update = ModelUpdate(
-            update_id=f"u{index}",
-            trainer_id="trainer-eu",
-            region="eu",
-            base_version=0,
-            num_samples=100,
-            metrics=TrainingMetrics(loss=1, samples_per_second=1, steps=1),
-            codec=codec,
-            payload=encode_delta(delta, spec, seed=index),
-        )
-        messages.append(update.model_copy(update={"signature": sign(update, KEY)}))
+        messages.append(signed_update(KEY, update_id=f"u{index}", trainer_id="trainer-eu", region="eu",
+                                      base_version=0, num_samples=100, codec=codec,
+                                      payload=encode_delta(delta, spec, seed=index)))
     decoded = [decode_delta(m.payload) for m in messages]
     model_bytes = sum(t.numel() * 4 for t in model.values())
 

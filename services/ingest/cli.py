@@ -1,0 +1,27 @@
+"""``facet-ingest``: the ingest service's command (the lab's ``facet ingest`` is the same function)."""
+
+from __future__ import annotations
+
+import typer
+from facet.config import KafkaSettings, TopicSettings
+from facet.service.entrypoint import run_service
+from facet_ingest.service import run_ingest
+from facet_ingest.settings import IngestSettings
+
+app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+
+
+@app.command()
+def ingest(
+    port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port (events, probes, metrics)."),
+) -> None:
+    """Run the storefront ingest gateway (POST /v1/events)."""
+    overrides: dict[str, object] = {}
+    if port is not None:
+        overrides["http_port"] = port
+    code = run_service(lambda: run_ingest(IngestSettings(**overrides), KafkaSettings(), TopicSettings()))
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
