@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import re
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -59,18 +60,24 @@ def initial_state(settings: AggregatorSettings) -> AggregatorState:
 
 
 class _SeekToCheckpoint(ConsumerRebalanceListener):
-    def __init__(self, service: AggregatorService) -> None:
-        self.service = service
+    """On assignment, resume each partition at the offset the checkpoint covers (not the group's
+    committed one, which may lag it), and report whether anything is assigned."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, checkpointed: Callable[[], Mapping[int, int]],
+                 assigned: Callable[[bool], None]) -> None:
+        self.consumer = consumer
+        self.checkpointed = checkpointed
+        self.assigned = assigned
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         return None
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        offsets = self.checkpointed()
         for tp in assigned:
-            offset = self.service.safe_offsets.get(tp.partition)
-            if offset is not None:
-                self.service.consumer.seek(tp, offset)
-        self.service.health.set("partitions_assigned", bool(assigned))
+            if tp.partition in offsets:
+                self.consumer.seek(tp, offsets[tp.partition])
+        self.assigned(bool(assigned))
 
 
 class AggregatorService:
@@ -82,6 +89,12 @@ class AggregatorService:
         state = restored.state if restored else initial_state(settings)
         state.epoch = new_epoch(state.epoch)
         self.signer = settings.signer()
+        # Three offset maps per partition of the updates topic, each "the next offset to read", each a
+        # prefix of the one before: see docs/architecture.md ("The aggregator's offsets").
+        #  positions:    every record read so far (some may sit in a half-filled FedBuff buffer);
+        #  safe_offsets: every record whose effect is in self.aggregator.state (applied or rejected), so
+        #                a checkpoint of the state may cover them; never inside a buffer;
+        #  _committed:   what the group has committed to Kafka: the offsets of the last durable checkpoint.
         self.safe_offsets: dict[int, int] = dict(restored.offsets) if restored else {}
         self.aggregator = Aggregator(state, settings.policy, settings.keys(), settings.trainer_regions())
         self.health = Health()
@@ -140,7 +153,9 @@ class AggregatorService:
         supervisor.start("http", serve(self.http_app(), self.settings.http_host, self.settings.http_port, stop_http,
                                        limit_concurrency=self.settings.http_limit_concurrency))
         await self.producer.start()
-        self.consumer.subscribe([self.topics.updates], listener=_SeekToCheckpoint(self))
+        self.consumer.subscribe([self.topics.updates], listener=_SeekToCheckpoint(
+            self.consumer, lambda: self.safe_offsets, lambda any_assigned: self.health.set("partitions_assigned",
+                                                                                      any_assigned)))
         await self.consumer.start()
         try:
             await self._broadcast(force=True)

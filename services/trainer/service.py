@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import torch
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -26,7 +27,7 @@ from facet.kafka.lag import consumer_lag
 from facet.kafka.shutdown import ShutdownSignal
 from facet.logging import get_logger
 from facet.model.examples import Windows
-from facet.model.features import ItemCatalogue
+from facet.model.features import ItemCatalogue, stable_bucket
 from facet.service.health import Health
 from facet.service.http import add_probe_routes, serve
 from facet.service.model_feed import ModelGate, follow_models
@@ -40,15 +41,19 @@ log = get_logger(__name__)
 
 
 class _DrainOnRevoke(ConsumerRebalanceListener):
-    def __init__(self, service: TrainerService) -> None:
-        self.service = service
+    """Before partitions move away, train what is pending, send its update and commit (``drain``), so the
+    new owner starts exactly where this replica stopped; report whether anything is assigned."""
+
+    def __init__(self, drain: Callable[[], Awaitable[None]], assigned: Callable[[bool], None]) -> None:
+        self.drain = drain
+        self.assigned = assigned
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         if revoked:
-            await self.service.flush(reason="partitions_revoked")
+            await self.drain()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.service.health.set("partitions_assigned", bool(assigned))
+        self.assigned(bool(assigned))
         log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
 
 
@@ -65,7 +70,7 @@ class TrainerService:
         self.window = TrainingWindow(self.catalogue, settings.model.max_history, settings.window_max_shoppers,
                                      settings.window_max_items, settings.replay_examples)
         self.learner = LocalLearner(settings.model, settings.codec, lr=settings.lr, privacy=settings.privacy,
-                                    seed=hash(settings.replica_id) % 2**31)
+                                    seed=stable_bucket("replica/" + settings.replica_id, 2**31))
         self.ledger = PrivacyLedger(settings.privacy) if settings.privacy.enabled else None
         self.health = Health()
         self.health.set("partitions_assigned", False)
@@ -75,12 +80,7 @@ class TrainerService:
         self.newest_version = -1
         self.last_send = time.monotonic()
         self.updates_sent = 0
-        #: Throughput accounting (read by `facet bench trainer`).
-        self.samples_trained = 0
         self._training: asyncio.Task[None] | None = None
-        self.events_consumed = 0
-        self.first_fetch_at: float | None = None
-        self.last_trained_at: float | None = None
         self.consumer = make_consumer(kafka, kafka.events_servers(), group_id=settings.group_id,
                                       max_poll_records=500)
         self.producer = make_producer(kafka, kafka.federation_servers())
@@ -119,7 +119,9 @@ class TrainerService:
                                        limit_concurrency=self.settings.http_limit_concurrency))
         supervisor.start("models", follow_models(self.kafka, self.topics.models, gate, self.on_model, stop,
                                                  model_dlq))
-        self.consumer.subscribe([self.topic], listener=_DrainOnRevoke(self))
+        self.consumer.subscribe([self.topic], listener=_DrainOnRevoke(
+            lambda: self.flush(reason="partitions_revoked"),
+            lambda any_assigned: self.health.set("partitions_assigned", any_assigned)))
         await self.consumer.start()
         try:
             while not shutdown.requested:
@@ -129,14 +131,11 @@ class TrainerService:
                     continue
                 batches = await self.consumer.getmany(timeout_ms=300, max_records=500)
                 self.health.tick()
-                if batches and self.first_fetch_at is None:
-                    self.first_fetch_at = time.perf_counter()
                 for tp, records in batches.items():
                     for record in records:
                         await self._ingest(record)
                         self.consumed[tp.partition] = record.offset + 1
                     m.EVENTS.labels(self.region).inc(len(records))
-                    self.events_consumed += len(records)
                 if len(self.window) >= self.settings.batch_size:
                     await self._train_in_background()
                 due = time.monotonic() - self.last_send >= self.settings.update_every_seconds
@@ -203,8 +202,6 @@ class TrainerService:
         async with self.lock:
             loss = await asyncio.to_thread(self.learner.train, self.catalogue, windows, self.settings.batch_size)
         m.SAMPLES.labels(self.region).inc(windows.samples)  # new and replayed examples alike
-        self.samples_trained += windows.samples
-        self.last_trained_at = time.perf_counter()
         m.LOCAL_LOSS.labels(self.region).set(loss)
 
     async def flush(self, reason: str) -> None:

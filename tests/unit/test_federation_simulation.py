@@ -6,69 +6,86 @@ import dataclasses
 from collections import Counter
 
 import pytest
+from facet.contracts import ModelUpdate
 from facet.evaluation.split import leave_last_out
-from facet.federation.server import AggregationPolicy
+from facet.federation.server import AggregationPolicy, Aggregator, Outcome
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
-from facet_lab.bench.federation import build_setup, run_async, run_sync_fedavg
+from facet_lab.bench.federation import (
+    FederationSetup,
+    Trace,
+    build_setup,
+    run_async,
+    run_federation_benchmark,
+    run_sync_fedavg,
+    summarize_seeds,
+)
 
 from tests.helpers import TINY_MODEL
 
 
-@pytest.fixture(scope="module")
-def setup() -> object:
+def _setup(seed: int = 0) -> FederationSetup:
     events = JewelryWorkload(WorkloadConfig(sessions=400, seed=5, regions=("us", "eu", "jp"))).events()
     split = leave_last_out(events, TINY_MODEL.feature_space())
-    return build_setup(split, TINY_MODEL, {"eu": 4.0}, max_tests=200, local_steps=2, batch_size=16)
+    return build_setup(split, TINY_MODEL, {"eu": 4.0}, max_tests=200, local_steps=2, batch_size=16, seed=seed)
 
 
-def test_sync_rounds_wait_for_the_slowest_region(setup: object) -> None:
-    trace = run_sync_fedavg(setup, time_budget=3 * 2 * 4.0, eval_every=8.0)  # type: ignore[arg-type]
+@pytest.fixture(scope="module")
+def setup() -> FederationSetup:
+    return _setup()
+
+
+def test_sync_rounds_wait_for_the_slowest_region(setup: FederationSetup) -> None:
+    trace = run_sync_fedavg(setup, time_budget=3 * 2 * 4.0, eval_every=8.0)
     assert trace.updates == 3 * 3  # three rounds of three regions
     assert [t for t, _ in trace.points] == [8.0, 16.0, 24.0]
-    assert 0.0 <= trace.final["overall"]["ndcg10"] <= 1.0
+    # The last point is taken after the last round: the same model as the final evaluation.
+    assert trace.final["overall"]["ndcg10"] == pytest.approx(trace.points[-1][1])
+    assert trace.bytes_sent > 0
 
 
-def _async_rounds_by_region(setup: object, time_budget: float) -> tuple[Counter[str], object]:
+def _async_updates_by_region(setup: FederationSetup, time_budget: float) -> tuple[Counter[str], Trace]:
     counts: Counter[str] = Counter()
     policy = AggregationPolicy(mode="fedbuff", buffer_size=2, max_staleness=1000, max_update_norm=1e6)
-    import facet_lab.bench.federation as federation
 
-    original = federation._Region.local_round
+    def count(_aggregator: Aggregator, update: ModelUpdate, outcome: Outcome) -> None:
+        assert outcome.status != "rejected", outcome
+        counts[update.region] += 1
 
-    def counting(self: object, parameters: object, version: int) -> object:
-        counts[self.name] += 1  # type: ignore[attr-defined]
-        return original(self, parameters, version)  # type: ignore[arg-type]
-
-    federation._Region.local_round = counting  # type: ignore[method-assign]
-    try:
-        trace = run_async(setup, policy, "fedbuff", time_budget=time_budget, eval_every=100.0)  # type: ignore[arg-type]
-    finally:
-        federation._Region.local_round = original  # type: ignore[method-assign]
+    trace = run_async(setup, policy, "fedbuff", time_budget=time_budget, eval_every=100.0, observe=count)
     return counts, trace
 
 
-def test_async_lets_fast_regions_contribute_more(setup: object) -> None:
-    counts, trace = _async_rounds_by_region(setup, time_budget=24.0)
-    assert trace.updates > 9  # type: ignore[attr-defined]  # more than sync's 9 in the same simulated time
+def test_async_lets_fast_regions_contribute_more(setup: FederationSetup) -> None:
+    counts, trace = _async_updates_by_region(setup, time_budget=24.0)
+    assert trace.updates == sum(counts.values()) > 9  # more than sync's 9 in the same simulated time
     assert counts["us"] >= 3 * counts["eu"]
 
 
-def test_stream_paced_regions_idle_between_rounds(setup: object) -> None:
-    """us and jp compute a round in 2 time units, eu in 8; paced to one round per 4, us and jp run half as
-    often as unpaced, and eu, slower than the pace, is unchanged."""
-    unpaced, _ = _async_rounds_by_region(setup, time_budget=24.0)
-    paced, _ = _async_rounds_by_region(dataclasses.replace(setup, min_round_time=4.0), time_budget=24.0)  # type: ignore[type-var]
-    assert unpaced["us"] == 12 + 1  # every 2 units, plus the round in flight at the end of the budget
-    assert paced["us"] == 6 + 1
-    assert paced["jp"] == 6 + 1
-    assert paced["eu"] == unpaced["eu"] == 3 + 1
+def test_stream_paced_regions_idle_between_rounds(setup: FederationSetup) -> None:
+    """us and jp compute a round in 2 time units, eu in 8; paced to one round per 4, us and jp report half
+    as often as unpaced, and eu, slower than the pace, is unchanged."""
+    unpaced, _ = _async_updates_by_region(setup, time_budget=24.0)
+    paced, _ = _async_updates_by_region(dataclasses.replace(setup, min_round_time=4.0), time_budget=24.0)
+    assert unpaced["us"] == 12  # one update every 2 units
+    assert paced["us"] == paced["jp"] == 6
+    assert paced["eu"] == unpaced["eu"] == 3
 
 
-def test_summary_speedups_are_sync_time_over_the_best_async_time(setup: object) -> None:
-    from facet_lab.bench.federation import run_federation_benchmark
+def test_the_same_seed_gives_the_same_run_and_another_seed_another() -> None:
+    def run(seed: int) -> dict[str, object]:
+        result = run_federation_benchmark(_setup(seed), central_epochs=1, sync_rounds=3, buffer_size=2)
+        for algorithm in result["algorithms"].values():
+            algorithm.pop("compute_seconds")  # wall time, the only thing allowed to differ
+        result["centralized"].pop("train_seconds")
+        return result
 
-    result = run_federation_benchmark(setup, central_epochs=1, sync_rounds=4, server_lr=1.5,  # type: ignore[arg-type]
-                                      buffer_size=2)
+    first = run(0)
+    assert run(0) == first
+    assert run(1)["algorithms"]["fedbuff"]["curve"] != first["algorithms"]["fedbuff"]["curve"]
+
+
+def test_summary_speedups_are_sync_time_over_the_best_async_time(setup: FederationSetup) -> None:
+    result = run_federation_benchmark(setup, central_epochs=1, sync_rounds=4, server_lr=1.5, buffer_size=2)
     times = {name: run["time_to_95pct_centralized"] for name, run in result["algorithms"].items()}
     budget = result["simulation"]["time_budget"]
     summary = result["summary"]
@@ -81,8 +98,6 @@ def test_summary_speedups_are_sync_time_over_the_best_async_time(setup: object) 
 
 
 def test_seed_summary_is_the_mean_with_the_worst_seed_beside_it() -> None:
-    from facet_lab.bench.federation import summarize_seeds
-
     runs = [
         {"speedup_async_vs_sync": 3.0, "speedup_async_vs_sync_same_server_lr": 2.0, "best_async_mode": "fedbuff",
          "ndcg10_ratio_vs_centralized": 0.97, "min_small_region_gain_vs_local": 0.30, "speedup_is_lower_bound": False},
