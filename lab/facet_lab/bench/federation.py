@@ -37,6 +37,7 @@ from facet.federation.server import AggregationPolicy, Aggregator, AggregatorSta
 from facet.federation.staleness import ConstantStaleness, PolynomialStaleness
 from facet.model.examples import Windows, make_windows
 from facet.model.network import ModelConfig, SequenceRecommender, new_model
+from facet.model.training import candidate_mask
 from rich.progress import Progress
 
 KEY = b"bench-key"
@@ -61,6 +62,9 @@ class FederationSetup:
     #: trainers paced by their event stream (the trainer service trains only on what arrives, plus a
     #: bounded replay) instead of re-training a static split as fast as their compute allows. 0: compute-bound.
     min_round_time: float = 0.0
+    #: The softmax's candidates for every learner: items seen in the federation's training data, exactly
+    #: the set centralized training uses, so federated and centralized optimise one objective.
+    candidates: torch.Tensor | None = None
 
     def round_time(self, region: str) -> float:
         """Simulated time between a region's updates: its compute, or the stream's pace if that is slower."""
@@ -105,7 +109,11 @@ def build_setup(split: Split, config: ModelConfig, slowdown: dict[str, float], *
     tests = split.tests
     if len(tests) > max_tests:
         tests = [tests[i] for i in sorted(rng.choice(len(tests), max_tests, replace=False))]
-    return FederationSetup(split, config, tests, windows, slowdown, seed=seed, **options)
+    seen = np.zeros(0, dtype=bool)
+    for region_windows in windows.values():
+        seen = region_windows.mark_items(seen)
+    return FederationSetup(split, config, tests, windows, slowdown, seed=seed,
+                           candidates=candidate_mask(seen, len(split.catalogue)), **options)
 
 
 def evaluate(model: SequenceRecommender, setup: FederationSetup) -> dict[str, Any]:
@@ -131,7 +139,8 @@ class _Region:
     def local_round(self, parameters: dict[str, torch.Tensor], version: int) -> ModelUpdate:
         self.learner.load_global(parameters, version)
         rows = self.rng.integers(0, len(self.windows), self.steps * self.setup.batch_size)
-        self.learner.train(self.setup.split.catalogue, self.windows.subset(rows), self.setup.batch_size)
+        self.learner.train(self.setup.split.catalogue, self.windows.subset(rows), self.setup.batch_size,
+                           self.setup.candidates)
         prepared = self.learner.prepare_update()
         if prepared is None:
             raise RuntimeError(f"{self.name} trained nothing this round")

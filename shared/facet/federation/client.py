@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from facet.compression.codecs import CodecSpec, ErrorFeedback
@@ -17,7 +16,7 @@ from facet.federation.updates import signed_update
 from facet.model.examples import Windows
 from facet.model.features import ItemCatalogue
 from facet.model.network import ModelConfig, new_model
-from facet.model.training import candidate_mask, catalogue_tensors, make_optimizer, train_pass
+from facet.model.training import catalogue_tensors, make_optimizer, train_pass
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,6 @@ class LocalLearner:
         self._train_seconds = 0.0
         self._round = 0
         self._generator = torch.Generator().manual_seed(seed)
-        #: Items this learner's data has seen so far: the softmax's candidates, as in centralized training.
-        self._seen = np.zeros(0, dtype=bool)
 
     @property
     def ready(self) -> bool:
@@ -85,13 +82,18 @@ class LocalLearner:
         self.base_generation = (epoch, version)
         return True
 
-    def train(self, catalogue: ItemCatalogue, windows: Windows, batch_size: int = 128) -> float:
-        """One pass over the windows (the shared training loop); returns the mean loss."""
+    def train(self, catalogue: ItemCatalogue, windows: Windows, batch_size: int = 128,
+              candidates: torch.Tensor | None = None) -> float:
+        """One pass over the windows (the shared training loop); returns the mean loss.
+
+        ``candidates`` (bool over the catalogue): the items the softmax ranks the target against, the same
+        set centralized training uses, items seen in the federation's training data. None: the whole
+        catalogue, which for the trainer service is exactly that (its catalogue is built from its stream).
+        """
         if not self.ready:
             raise RuntimeError("no global model yet")
-        self._seen = windows.mark_items(self._seen)
         result = train_pass(self.model, self.optimizer, catalogue_tensors(catalogue), windows,
-                            batch_size=batch_size, candidates=candidate_mask(self._seen, len(catalogue)))
+                            batch_size=batch_size, candidates=candidates)
         self._samples += result.samples
         self._steps += result.steps
         self._train_seconds += result.seconds
