@@ -33,8 +33,8 @@ from facet.service.http import add_probe_routes, serve
 from facet.service.model_feed import ModelGate, follow_models
 from facet.service.supervision import TaskSupervisor
 from facet_trainer import metrics as m
+from facet_trainer.examples import ExampleBuffer
 from facet_trainer.settings import TrainerSettings
-from facet_trainer.window import TrainingWindow
 from fastapi import FastAPI
 
 log = get_logger(__name__)
@@ -67,7 +67,7 @@ class TrainerService:
         self.space = settings.model.feature_space()
         self.region_bucket = self.space.region_bucket(settings.region)
         self.catalogue = ItemCatalogue(self.space)
-        self.window = TrainingWindow(self.catalogue, settings.model.max_history, settings.window_max_shoppers,
+        self.examples = ExampleBuffer(self.catalogue, settings.model.max_history, settings.window_max_shoppers,
                                      settings.window_max_items, settings.replay_examples)
         self.learner = LocalLearner(settings.model, settings.codec, lr=settings.lr, privacy=settings.privacy,
                                     seed=stable_bucket("replica/" + settings.replica_id, 2**31))
@@ -95,7 +95,7 @@ class TrainerService:
         @app.get("/v1/status", tags=["training"])
         async def status() -> dict[str, object]:
             return {"region": self.region, "base_version": self.learner.base_version,
-                    "updates_sent": self.updates_sent, "window_shoppers": self.window.shoppers,
+                    "updates_sent": self.updates_sent, "window_shoppers": self.examples.shoppers,
                     "dp_epsilon": self.ledger.epsilon() if self.ledger else None}
 
         return app
@@ -125,7 +125,7 @@ class TrainerService:
         await self.consumer.start()
         try:
             while not shutdown.requested:
-                if not self.learner.ready:  # nothing to train from yet: do not read ahead of the window
+                if not self.learner.ready:  # nothing to train from yet: do not read ahead of the buffer
                     self.health.tick()
                     await shutdown.wait(0.2)
                     continue
@@ -136,17 +136,17 @@ class TrainerService:
                         await self._ingest(record)
                         self.consumed[tp.partition] = record.offset + 1
                     m.EVENTS.labels(self.region).inc(len(records))
-                if len(self.window) >= self.settings.batch_size:
+                if len(self.examples) >= self.settings.batch_size:
                     await self._train_in_background()
                 due = time.monotonic() - self.last_send >= self.settings.update_every_seconds
                 if self.learner.unsent_samples >= self.settings.update_every_samples or (
                     # consumed: events that made no example (a shopper's first, a poison) are committed too
-                    due and (self.learner.unsent_samples or len(self.window) or self.consumed)
+                    due and (self.learner.unsent_samples or len(self.examples) or self.consumed)
                 ):
                     await self.flush(reason="threshold")
                 for partition, lag in (await consumer_lag(self.consumer)).items():
                     m.CONSUMER_LAG.labels(self.region, str(partition)).set(lag)
-                m.WINDOW_SHOPPERS.labels(self.region).set(self.window.shoppers)
+                m.WINDOW_SHOPPERS.labels(self.region).set(self.examples.shoppers)
         finally:
             await self.flush(reason="shutdown")
             await self.consumer.stop()  # leaves the group: the sibling takes over at once
@@ -157,14 +157,14 @@ class TrainerService:
             self.log.info("trainer_stopped", updates_sent=self.updates_sent)
 
     async def _ingest(self, record: object) -> None:
-        """One record, whatever its bytes: into the window, or dead-lettered with its reason (then committed
+        """One record, whatever its bytes: into the example buffer, or dead-lettered with its reason (then committed
         with the rest, so it is never read again)."""
         value = getattr(record, "value", None)
         try:
             event = wire.decode(value, BehaviourEvent)
             if event.region != self.region:
                 raise PoisonMessageError("wrong_region", f"{event.region} event on {self.topic}")
-            self.window.add(event, self.region_bucket)
+            self.examples.add(event, self.region_bucket)
             return
         except PoisonMessageError as poison:
             error = poison
@@ -176,17 +176,17 @@ class TrainerService:
     async def _train_in_background(self) -> None:
         """Train the pending examples in a worker thread while the loop fetches and decodes the next ones.
 
-        Backpressure: when the window holds many batches beyond the one in training, wait for it, so the
+        Backpressure: when the buffer holds many batches beyond the one in training, wait for it, so the
         pending examples (and memory) stay bounded however fast events arrive.
         """
         running = self._training
         if running is not None and not running.done():
-            if len(self.window) < 8 * self.settings.batch_size:
+            if len(self.examples) < 8 * self.settings.batch_size:
                 return
             await running
         elif running is not None:
             running.result()  # surface a failure of the previous round
-        windows = self.window.take()
+        windows = self.examples.take()
         self._training = asyncio.create_task(self._train_windows(windows))
 
     async def _train(self) -> None:
@@ -194,9 +194,9 @@ class TrainerService:
         if self._training is not None:
             await self._training
             self._training = None
-        if not len(self.window) or not self.learner.ready:
+        if not len(self.examples) or not self.learner.ready:
             return
-        await self._train_windows(self.window.take())
+        await self._train_windows(self.examples.take())
 
     async def _train_windows(self, windows: Windows) -> None:
         async with self.lock:
@@ -223,7 +223,7 @@ class TrainerService:
             m.SAMPLES_PER_SECOND.labels(self.region).set(prepared.samples_per_second)
             m.STALENESS_AT_SEND.labels(self.region).set(max(0, self.newest_version - prepared.base_version))
             if self.ledger is not None:
-                rate = prepared.num_samples / max(self.window.shoppers, prepared.num_samples, 1)
+                rate = prepared.num_samples / max(self.examples.shoppers, prepared.num_samples, 1)
                 m.DP_EPSILON.labels(self.region).set(self.ledger.record(rate))
             self.log.info("update_sent", reason=reason, samples=prepared.num_samples, bytes=len(prepared.payload),
                           base_version=prepared.base_version, update_id=update.update_id)

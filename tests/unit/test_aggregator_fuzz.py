@@ -32,15 +32,17 @@ def _payload(delta: dict[str, torch.Tensor]) -> bytes:
     return encode_delta(delta, CodecSpec.parse("fp32"))
 
 
+#: (the reason the aggregator must give, payload) for a signed update from a known trainer on the current base.
 HOSTILE = st.one_of(
-    st.binary(max_size=200).map(lambda b: ("garbage", b)),
-    st.just(("huge_shape", msgpack.packb({"tensors": {"w": {"k": "dense", "shape": [2**31, 2**31],
+    # Random bytes are not a delta; the few that happen to parse as msgpack still hold no model tensors.
+    st.binary(max_size=200).map(lambda b: ("bad_codec|wrong_tensors", b)),
+    st.just(("wrong_tensors", msgpack.packb({"tensors": {"w": {"k": "dense", "shape": [2**31, 2**31],
                                                              "values": {"q": "fp32", "data": b""}}}}))),
-    st.just(("nan", _payload({"w": torch.full((6, 4), float("nan")), "b": torch.zeros(4)}))),
-    st.just(("inf", _payload({"w": torch.zeros(6, 4), "b": torch.tensor([0, float("inf"), 0, 0])}))),
+    st.just(("non_finite", _payload({"w": torch.full((6, 4), float("nan")), "b": torch.zeros(4)}))),
+    st.just(("non_finite", _payload({"w": torch.zeros(6, 4), "b": torch.tensor([0, float("inf"), 0, 0])}))),
     st.just(("wrong_shape", _payload({"w": torch.zeros(4, 6), "b": torch.zeros(4)}))),
-    st.just(("missing", _payload({"w": torch.zeros(6, 4)}))),
-    st.just(("huge_norm", _payload({"w": torch.full((6, 4), 1e6), "b": torch.zeros(4)}))),
+    st.just(("wrong_tensors", _payload({"w": torch.zeros(6, 4)}))),
+    st.just(("norm_too_large", _payload({"w": torch.full((6, 4), 1e6), "b": torch.zeros(4)}))),
 )
 
 
@@ -52,8 +54,18 @@ def test_hostile_updates_are_rejected_without_touching_the_model(
 ) -> None:
     aggregator = _aggregator()
     before = {name: t.clone() for name, t in aggregator.state.parameters.items()}
-    outcome = aggregator.handle(_update(hostile[1], signed=signed, base=base, trainer=trainer))
-    assert outcome.status == "rejected" and outcome.reason
+    expected, payload = hostile
+    outcome = aggregator.handle(_update(payload, signed=signed, base=base, trainer=trainer))
+    assert outcome.status == "rejected"
+    # Identity is checked before staleness, staleness before the payload is decoded at all.
+    if trainer == "intruder":
+        assert outcome.reason == "unknown_trainer"
+    elif not signed:
+        assert outcome.reason == "missing_signature"
+    elif base > 0:
+        assert outcome.reason == "future_version"
+    else:
+        assert outcome.reason in expected.split("|"), outcome
     for name, tensor in aggregator.state.parameters.items():
         assert torch.equal(tensor, before[name])
     assert aggregator.state.version == 0

@@ -81,3 +81,33 @@ def test_items_never_seen_in_training_are_not_taught_to_lose() -> None:
     # Items 30..59 are catalogue-only: their bias stays exactly where it started, the trained ones moved.
     assert torch.count_nonzero(bias[30:]) == 0
     assert torch.count_nonzero(bias[:30]) == 30
+
+
+def test_the_loss_ranks_targets_only_against_the_candidates() -> None:
+    catalogue = _catalogue(20)
+    windows = make_windows([(0, [0, 1, 2, 3]), (0, [2, 1, 0])], 8)
+    model = new_model(ModelConfig(**SMALL), seed=4)
+    items = catalogue_tensors(catalogue)
+    candidates = torch.zeros(20, dtype=torch.bool)
+    candidates[:4] = True
+    model.train()
+    loss, predictions = model.loss(items, windows, candidates)
+    assert predictions == 5
+    loss.backward()
+    # Items outside the candidates get no gradient at all: nothing teaches them "never chosen".
+    bias = model.item_bias.weight.grad
+    assert bias is not None
+    buckets = items[0]
+    assert bias[buckets[4:]].abs().sum() == 0 and bias[buckets[:4]].abs().sum() > 0
+    model.zero_grad()
+    model.loss(items, windows, None)[0].backward()
+    assert model.item_bias.weight.grad[buckets[4:]].abs().sum() > 0  # the whole catalogue, when unmasked
+
+
+def test_rank_scores_every_item_for_each_history_and_a_cold_shopper() -> None:
+    catalogue = _catalogue(12)
+    model = new_model(ModelConfig(**SMALL), seed=5)
+    scores = model.rank(catalogue_tensors(catalogue), [[1, 2, 3], []], [0, 0])
+    assert scores.shape == (2, 12) and torch.isfinite(scores).all()
+    again = model.rank(catalogue_tensors(catalogue), [[1, 2, 3]], [0])
+    assert torch.allclose(again[0], scores[0])  # eval mode: no dropout, same ranking every call

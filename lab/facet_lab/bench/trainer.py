@@ -23,9 +23,9 @@ from facet.service import metric_names as names
 from facet.service.model_feed import ModelTrustSettings
 from facet.service.models import to_bytes
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
+from facet_trainer.examples import ExampleBuffer
 from facet_trainer.service import TrainerService
 from facet_trainer.settings import TrainerSettings
-from facet_trainer.window import TrainingWindow
 from prometheus_client import REGISTRY
 
 CONFIG = ModelConfig(id_buckets=8_192, dim=48, max_history=20)
@@ -79,11 +79,11 @@ async def _trainer_rate(broker: BrokerHandle, events: list[Any], batch_size: int
 
 def _bare_rate(events: list[Any], batch_size: int) -> dict[str, Any]:
     catalogue = ItemCatalogue(CONFIG.feature_space())
-    window = TrainingWindow(catalogue, CONFIG.max_history, 50_000, 200_000)
+    buffer = ExampleBuffer(catalogue, CONFIG.max_history, 50_000, 200_000)
     region = CONFIG.feature_space().region_bucket("us")
     for event in events:
-        window.add(event, region)
-    windows = window.take()
+        buffer.add(event, region)
+    windows = buffer.take()
     learner = LocalLearner(CONFIG, "rows+int8+zstd")
     learner.load_global(new_model(CONFIG).state_dict(), 0)
     started = time.perf_counter()

@@ -5,7 +5,6 @@ Trainers, benchmarks and tests all build updates here, so what is signed is alwa
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from facet.contracts import ModelUpdate, TrainingMetrics
 from facet.federation.signing import sign
@@ -15,13 +14,12 @@ NO_METRICS = TrainingMetrics(loss=1.0, samples_per_second=1.0, steps=1)
 
 
 def signed_update(key: bytes | None, *, trainer_id: str, region: str, base_version: int, num_samples: int,
-                  codec: str, payload: bytes, metrics: TrainingMetrics = NO_METRICS, update_id: str | None = None,
-                  created_at: datetime | None = None) -> ModelUpdate:
+                  codec: str, payload: bytes, metrics: TrainingMetrics = NO_METRICS,
+                  update_id: str | None = None) -> ModelUpdate:
     """A :class:`ModelUpdate` signed with ``key`` (``None``: unsigned, which the aggregator rejects)."""
     update = ModelUpdate(
         update_id=update_id or f"{trainer_id}-{uuid.uuid4().hex}", trainer_id=trainer_id, region=region,
         base_version=base_version, num_samples=num_samples, metrics=metrics, codec=codec, payload=payload,
-        **({"created_at": created_at} if created_at is not None else {}),
     )
     return resigned(update, key)
 

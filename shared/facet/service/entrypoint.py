@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,7 +25,7 @@ class LoggingSettings(BaseSettings):
     json_lines: bool | None = Field(default=None, validation_alias="FACET_LOG_JSON")
 
 
-def run_service(start: Callable[[], Awaitable[None]]) -> int:
+def run_service(start: Callable[[], Coroutine[Any, Any, None]]) -> int:
     """Run ``start()`` (which builds its settings, so a bad one is reported here) to completion; the exit code."""
     try:
         logging = LoggingSettings()

@@ -1,5 +1,6 @@
-"""The bounded training window: each shopper's recent items (LRU-capped) and the next-item examples
-not yet trained on. Memory is bounded by the shopper cap × history length, whatever the stream size."""
+"""The trainer's bounded example buffer: each shopper's recent items (LRU-capped) and the next-item
+examples not yet trained on, handed out as ``Windows`` (the model's right-padded rows of predictions).
+Memory is bounded by the shopper cap × history length, whatever the stream size."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from facet.model.features import ItemCatalogue
 from facet.model.histories import ShopperHistories
 
 
-class TrainingWindow:
+class ExampleBuffer:
     def __init__(self, catalogue: ItemCatalogue, history: int, max_shoppers: int, max_items: int,
                  replay_examples: int = 0, seed: int = 0) -> None:
         self.catalogue = catalogue
