@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import typer
-from facet.config import KafkaSettings, TopicSettings
-from facet.service.entrypoint import run_service
+from facet.service.entrypoint import run_with_settings
 from facet_aggregator.service import run_aggregator
 from facet_aggregator.settings import AggregatorSettings
 
@@ -16,11 +15,7 @@ def aggregator(
     port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port (probes, metrics, artifacts)."),
 ) -> None:
     """Run the aggregator: staleness-weighted async FedAvg over facet.updates.v1."""
-    overrides: dict[str, object] = {}
-    if port is not None:
-        overrides["http_port"] = port
-    code = run_service(lambda: run_aggregator(AggregatorSettings(**overrides), KafkaSettings(), TopicSettings()))
-    raise typer.Exit(code)
+    raise typer.Exit(run_with_settings(run_aggregator, AggregatorSettings, http_port=port))
 
 
 def main() -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import typer
-from facet.config import KafkaSettings, TopicSettings
-from facet.service.entrypoint import run_service
+from facet.service.entrypoint import run_with_settings
 from facet_ingest.service import run_ingest
 from facet_ingest.settings import IngestSettings
 
@@ -16,11 +15,7 @@ def ingest(
     port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port (events, probes, metrics)."),
 ) -> None:
     """Run the storefront ingest gateway (POST /v1/events)."""
-    overrides: dict[str, object] = {}
-    if port is not None:
-        overrides["http_port"] = port
-    code = run_service(lambda: run_ingest(IngestSettings(**overrides), KafkaSettings(), TopicSettings()))
-    raise typer.Exit(code)
+    raise typer.Exit(run_with_settings(run_ingest, IngestSettings, http_port=port))
 
 
 def main() -> None:

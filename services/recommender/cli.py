@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import typer
-from facet.config import KafkaSettings, TopicSettings
-from facet.service.entrypoint import run_service
+from facet.service.entrypoint import run_with_settings
 from facet_recommender.service import run_recommender
 from facet_recommender.settings import RecommenderSettings
 
@@ -17,11 +16,7 @@ def recommender(
     port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port."),
 ) -> None:
     """Run a regional recommender (GET/POST /v1/recommendations)."""
-    overrides: dict[str, object] = {"region": region}
-    if port is not None:
-        overrides["http_port"] = port
-    code = run_service(lambda: run_recommender(RecommenderSettings(**overrides), KafkaSettings(), TopicSettings()))
-    raise typer.Exit(code)
+    raise typer.Exit(run_with_settings(run_recommender, RecommenderSettings, region=region, http_port=port))
 
 
 def main() -> None:

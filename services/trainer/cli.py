@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import typer
-from facet.config import KafkaSettings, TopicSettings
-from facet.service.entrypoint import run_service
+from facet.service.entrypoint import run_with_settings
 from facet_trainer.service import run_trainer
 from facet_trainer.settings import TrainerSettings
 
@@ -17,11 +16,7 @@ def trainer(
     port: int | None = typer.Option(None, envvar="FACET_HTTP_PORT", help="HTTP port (probes, metrics)."),
 ) -> None:
     """Run one regional trainer replica (consumer group facet-trainer-<region>)."""
-    overrides: dict[str, object] = {"region": region}
-    if port is not None:
-        overrides["http_port"] = port
-    code = run_service(lambda: run_trainer(TrainerSettings(**overrides), KafkaSettings(), TopicSettings()))
-    raise typer.Exit(code)
+    raise typer.Exit(run_with_settings(run_trainer, TrainerSettings, region=region, http_port=port))
 
 
 def main() -> None:

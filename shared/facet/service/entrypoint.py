@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from facet.config import KafkaSettings, TopicSettings
 from facet.errors import ConfigurationError
 from facet.logging import configure_logging
 from facet.service.supervision import TaskFailedError
@@ -38,3 +39,11 @@ def run_service(start: Callable[[], Coroutine[Any, Any, None]]) -> int:
         print(f"stopped after a failure: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_with_settings(run: Callable[[Any, KafkaSettings, TopicSettings], Coroutine[Any, Any, None]],
+                      settings_type: type[BaseSettings], **overrides: object) -> int:
+    """A service's command: its settings from the environment, with the command line's non-None values on
+    top, then :func:`run_service`."""
+    given: dict[str, Any] = {name: value for name, value in overrides.items() if value is not None}
+    return run_service(lambda: run(settings_type(**given), KafkaSettings(), TopicSettings()))
