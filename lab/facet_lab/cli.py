@@ -23,8 +23,6 @@ app = typer.Typer(help="Facet: asynchronous federated learning for jewelry recom
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 topics_app = typer.Typer(help="Manage Facet's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
-
-
 app.add_typer(bench_app, name="bench")
 
 

@@ -68,7 +68,7 @@ class TrainerService:
         self.region_bucket = self.space.region_bucket(settings.region)
         self.catalogue = ItemCatalogue(self.space)
         self.examples = ExampleBuffer(self.catalogue, settings.model.max_history, settings.window_max_shoppers,
-                                     settings.window_max_items, settings.replay_examples)
+                                      settings.window_max_items, settings.replay_examples)
         self.learner = LocalLearner(settings.model, settings.codec, lr=settings.lr, privacy=settings.privacy,
                                     seed=stable_bucket("replica/" + settings.replica_id, 2**31))
         self.ledger = PrivacyLedger(settings.privacy) if settings.privacy.enabled else None
