@@ -136,10 +136,12 @@ def ingest(
 @bench_app.command("recommend")
 def recommend(
     json_path: Path = typer.Option(Path("reports/bench-recommend.json"), "--json"),
-    duration: float = typer.Option(8.0, min=1),
+    duration: float = typer.Option(4.0, min=1, help="Seconds per pass."),
     concurrency: int = typer.Option(16, min=1),
+    passes: int = typer.Option(5, min=1, help="Paired passes (top-10, then /healthz) after one warm-up pair."),
 ) -> None:
-    """Top-10 requests/s and p50/p99 under concurrent load, against the same server's /healthz."""
+    """Top-10 requests/s and p50/p99 under concurrent load, against the same server's /healthz: the median
+    of paired passes, with their range."""
     import tempfile
 
     from facet.kafka.broker import provision_broker
@@ -148,7 +150,8 @@ def recommend(
     from facet_lab.bench.services import run_recommend_benchmark
 
     with provision_broker() as broker, tempfile.TemporaryDirectory() as work:
-        result = run_recommend_benchmark(broker, Path(work), duration=duration, concurrency=concurrency)
+        result = run_recommend_benchmark(broker, Path(work), duration=duration, concurrency=concurrency,
+                                         passes=passes)
     payload = write_result(json_path, result.pop("summary"), **result)
     _report(json_path, payload)
 
