@@ -19,14 +19,14 @@ from facet.kafka.clients import make_producer
 from facet.kafka.shutdown import ShutdownSignal
 from facet.model.features import ItemCatalogue
 from facet.model.network import ModelConfig, new_model
-from facet.service import metric_names as names
 from facet.service.model_feed import ModelTrustSettings
 from facet.service.models import to_bytes
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
+from facet_trainer import metrics as trainer_metrics
 from facet_trainer.examples import ExampleBuffer
 from facet_trainer.service import TrainerService
 from facet_trainer.settings import TrainerSettings
-from prometheus_client import REGISTRY
+from prometheus_client import Counter
 
 CONFIG = ModelConfig(id_buckets=8_192, dim=48, max_history=20)
 
@@ -52,17 +52,17 @@ async def _trainer_rate(broker: BrokerHandle, events: list[Any], batch_size: int
     service = TrainerService(settings, kafka, topics)
     shutdown = ShutdownSignal()
     task = asyncio.create_task(service.run(shutdown))
-    # Read what the service exports, as an operator would: its events and samples counters, sampled often
-    # enough (10 ms) that the first fetch and the last trained batch are timed to well under 1 %.
-    labels = {"region": "us"}
+    # Read what the service exports, as an operator would: its events and samples counters. Each poll
+    # collects just those two metrics (not the whole registry) every 50 ms, so the sampling costs the
+    # trainer's event loop almost nothing and times a ~10 s run to within about 1 %.
     first_fetch = last_trained = None
     samples = 0.0
     deadline = time.monotonic() + 900
     while not task.done() and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
         now = time.perf_counter()
-        events_read = REGISTRY.get_sample_value(names.TRAINER_EVENTS_TOTAL, labels) or 0.0
-        trained = REGISTRY.get_sample_value(names.TRAINER_SAMPLES_TOTAL, labels) or 0.0
+        events_read = _count(trainer_metrics.EVENTS, "us")
+        trained = _count(trainer_metrics.SAMPLES, "us")
         if first_fetch is None and events_read > 0:
             first_fetch = now
         if trained != samples:
@@ -75,6 +75,12 @@ async def _trainer_rate(broker: BrokerHandle, events: list[Any], batch_size: int
     seconds = last_trained - first_fetch
     return {"samples": int(samples), "seconds": seconds, "samples_per_second": samples / seconds,
             "updates_sent": service.updates_sent}
+
+
+def _count(counter: Counter, region: str) -> float:
+    """A counter's current value for one region, from its own collector."""
+    return next((sample.value for metric in counter.collect() for sample in metric.samples
+                 if sample.name.endswith("_total") and sample.labels.get("region") == region), 0.0)
 
 
 def _bare_rate(events: list[Any], batch_size: int) -> dict[str, Any]:
