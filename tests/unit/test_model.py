@@ -9,7 +9,7 @@ from facet.contracts import ItemAttributes
 from facet.model.examples import make_windows
 from facet.model.features import FeatureSpace, ItemCatalogue
 from facet.model.network import ModelConfig, new_model
-from facet.model.training import catalogue_tensors, make_optimizer, train_epochs
+from facet.model.training import candidates_seen_in, catalogue_tensors, make_optimizer, train_epochs
 
 SPACE = FeatureSpace(id_buckets=1024, attribute_buckets=256, region_buckets=8)
 SMALL = {"id_buckets": 1024, "attribute_buckets": 256, "region_buckets": 8, "dim": 16, "max_history": 8}
@@ -111,3 +111,8 @@ def test_rank_scores_every_item_for_each_history_and_a_cold_shopper() -> None:
     assert scores.shape == (2, 12) and torch.isfinite(scores).all()
     again = model.rank(catalogue_tensors(catalogue), [[1, 2, 3]], [0])
     assert torch.allclose(again[0], scores[0])  # eval mode: no dropout, same ranking every call
+
+
+def test_the_candidates_are_the_items_the_training_windows_hold() -> None:
+    windows = [make_windows([(0, [0, 3, 5])], 8), make_windows([(1, [5, 7])], 8), make_windows([], 8)]
+    assert candidates_seen_in(windows, 10).nonzero().flatten().tolist() == [0, 3, 5, 7]

@@ -37,7 +37,7 @@ from facet.federation.server import AggregationPolicy, Aggregator, AggregatorSta
 from facet.federation.staleness import ConstantStaleness, PolynomialStaleness
 from facet.model.examples import Windows, make_windows
 from facet.model.network import ModelConfig, SequenceRecommender, new_model
-from facet.model.training import candidate_mask
+from facet.model.training import candidates_seen_in
 from rich.progress import Progress
 
 KEY = b"bench-key"
@@ -109,11 +109,8 @@ def build_setup(split: Split, config: ModelConfig, slowdown: dict[str, float], *
     tests = split.tests
     if len(tests) > max_tests:
         tests = [tests[i] for i in sorted(rng.choice(len(tests), max_tests, replace=False))]
-    seen = np.zeros(0, dtype=bool)
-    for region_windows in windows.values():
-        seen = region_windows.mark_items(seen)
     return FederationSetup(split, config, tests, windows, slowdown, seed=seed,
-                           candidates=candidate_mask(seen, len(split.catalogue)), **options)
+                           candidates=candidates_seen_in(windows.values(), len(split.catalogue)), **options)
 
 
 def evaluate(model: SequenceRecommender, setup: FederationSetup) -> dict[str, Any]:

@@ -28,13 +28,9 @@ class Windows:
     def subset(self, rows: np.ndarray) -> Windows:
         return Windows(self.inputs[rows], self.targets[rows], self.regions[rows])
 
-    def mark_items(self, seen: np.ndarray) -> np.ndarray:
-        """``seen`` (bool, grown to cover every item here) with the items of these windows set."""
-        present = np.concatenate([self.inputs[self.inputs != PAD], self.targets[self.targets != PAD]])
-        if present.size and int(present.max()) >= seen.size:
-            seen = np.concatenate([seen, np.zeros(int(present.max()) + 1 - seen.size, dtype=bool)])
-        seen[present] = True
-        return seen
+    def items(self) -> np.ndarray:
+        """Every item index these windows hold, as input or target (with repeats)."""
+        return np.concatenate([self.inputs[self.inputs != PAD], self.targets[self.targets != PAD]])
 
 
 def make_windows(

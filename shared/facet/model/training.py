@@ -5,6 +5,7 @@ items their own data has seen, so "federated vs centralized" compares one object
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,11 +33,11 @@ def catalogue_tensors(catalogue: ItemCatalogue) -> ItemTensors:
     return torch.from_numpy(buckets), torch.from_numpy(attributes)
 
 
-def candidate_mask(seen: np.ndarray, items: int) -> torch.Tensor:
-    """The softmax's candidates: items the learner's data has seen, as bool [items]."""
+def candidates_seen_in(windows: Iterable[Windows], items: int) -> torch.Tensor:
+    """The softmax's candidates: the items that occur in ``windows`` (the training data), as bool [items]."""
     mask = np.zeros(items, dtype=bool)
-    upto = min(items, seen.size)
-    mask[:upto] = seen[:upto]
+    for part in windows:
+        mask[part.items()] = True
     return torch.from_numpy(mask)
 
 
@@ -87,7 +88,7 @@ def train_epochs(
     same seed (order and dropout), without touching torch's global RNG."""
     optimizer = optimizer or make_optimizer(model)
     items = catalogue_tensors(catalogue)
-    candidates = candidate_mask(windows.mark_items(np.zeros(0, dtype=bool)), len(catalogue))
+    candidates = candidates_seen_in([windows], len(catalogue))
     rng = np.random.default_rng(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
