@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -56,16 +57,24 @@ def federation(
         raise typer.BadParameter("--sample-reference must be running_mean or buffer")
     name = DatasetName(dataset)
     config = DATASET_MODELS[name]
-    runs = []
+    runs: list[dict[str, Any]] = []
     for run_seed in range(seed, seed + seeds):
         console.print(f"seed {run_seed} ({run_seed - seed + 1} of {seeds})")
         split = leave_last_out(load_events(name, sessions=sessions, seed=run_seed + 7), config.feature_space())
         setup = build_setup(split, config, {slow_region: slowdown}, seed=run_seed, local_steps=local_steps,
                             codec=codec, lr=lr, steps_by_data=steps_by_data, min_round_time=min_round_time)
+
+        def write_partial(partial: dict[str, Any], done: list[dict[str, Any]] = runs,
+                          current: int = run_seed) -> None:
+            # Written as each algorithm finishes, so a run stopped early still leaves its figures.
+            write_result(json_path, {"partial": True, "seeds_finished": len(done)}, dataset=name.value,
+                         runs=[*done, {"seed": current, "partial": True, **partial}])
+
         result = run_federation_benchmark(setup, central_epochs=central_epochs, sync_rounds=sync_rounds,
                                           buffer_size=buffer_size, alpha=alpha, server_lr=server_lr,
                                           decay_versions=decay_versions or None,
-                                          sample_reference=sample_reference)  # type: ignore[arg-type]  # checked above
+                                          sample_reference=sample_reference,  # type: ignore[arg-type]  # checked
+                                          on_partial=write_partial)
         console.print_json(json.dumps(result["summary"], default=str))
         runs.append({"seed": run_seed, **result})
     summary = summarize_seeds([run["summary"] for run in runs])

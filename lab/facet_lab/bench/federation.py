@@ -245,12 +245,24 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
                              buffer_size: int = 3, alpha: float = 0.6, server_lr: float = 1.0,
                              decay_versions: float | None = None,
                              sample_reference: Literal["running_mean", "buffer"] = "running_mean",
+                             on_partial: Callable[[dict[str, Any]], None] | None = None,
                              ) -> dict[str, Any]:
+    """``on_partial`` sees what is known so far after the baselines and after each algorithm, so a run
+    stopped early still leaves its figures."""
     regions = setup.regions
+    traces: dict[str, Trace] = {}
+
+    def report_partial() -> None:
+        if on_partial is not None:
+            on_partial({"centralized": {"metrics": central_metrics, "epochs": central_epochs},
+                        "local_only": local, "target_ndcg10": 0.95 * central_metrics["overall"]["ndcg10"],
+                        "algorithms": {name: {"final": trace.final, "curve": trace.points,
+                                              "updates": trace.updates, "bytes_sent": trace.bytes_sent}
+                                       for name, trace in traces.items()}})
+
     sync_round_time = max(setup.round_time(r) for r in regions)
     budget = sync_rounds * sync_round_time
     eval_every = eval_every_rounds * sync_round_time / 2
-    traces: dict[str, Trace] = {}
     with Progress(transient=True) as progress:
         task = progress.add_task("centralized", total=None)
         started = time.perf_counter()
@@ -263,9 +275,11 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
             shoppers = [s for s, (r, _items) in setup.split.train.items() if r == region]
             model, _ = train_on(setup.split, shoppers, setup.config, central_epochs, setup.seed)
             local[region] = evaluate(model, setup)["regions"].get(region, {})
+        report_partial()
         progress.update(task, description="synchronous FedAvg")
         traces["sync_fedavg"] = run_sync_fedavg(setup, budget, eval_every, lambda: progress.advance(task),
                                                 decay_versions)
+        report_partial()
         if server_lr != 1.0:
             # The seed's algorithm given FedBuff's server step size too, so the speedup is not only the
             # step size: reported next to the headline figure.
@@ -273,6 +287,7 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
             traces["sync_fedavg_server_lr"] = run_sync_fedavg(setup, budget, eval_every,
                                                               lambda: progress.advance(task), decay_versions,
                                                               server_lr)
+            report_partial()
         policies = {
             "fedasync": AggregationPolicy(mode="fedasync", alpha=alpha, staleness=PolynomialStaleness(exponent=0.5),
                                           max_staleness=1000, max_update_norm=1e6,
@@ -287,6 +302,7 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
             progress.update(task, description=f"asynchronous {name}")
             traces[name] = run_async(setup, policies[name], name, budget, eval_every,
                                      lambda: progress.advance(task))
+            report_partial()
     target = 0.95 * central_metrics["overall"]["ndcg10"]
     results: dict[str, Any] = {}
     for name, trace in traces.items():
