@@ -112,12 +112,9 @@ def topics_create(
     regions: str = typer.Option(",".join(DEFAULT_REGIONS), help="Comma-separated region codes."),
 ) -> None:
     """Create every Facet topic with its configs on KAFKA_BOOTSTRAP_SERVERS (idempotent)."""
-    from facet.config import KafkaSettings, RegionSettings, TopicSettings
-    from facet.kafka.admin import create_all_topics
+    from facet.kafka.admin import provision_topics
 
-    region_codes = RegionSettings(regions=tuple(r.strip() for r in regions.split(",") if r.strip())).regions
-    created = asyncio.run(create_all_topics(KafkaSettings(), TopicSettings(), region_codes))
-    typer.echo(f"created {len(created)} topic(s): {', '.join(created) or 'none (all existed)'}")
+    typer.echo(provision_topics([r.strip() for r in regions.split(",") if r.strip()]))
 
 
 @app.command()

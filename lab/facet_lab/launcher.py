@@ -31,6 +31,7 @@ class ServiceProcess:
         self.env = {**os.environ, **env}
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.killed_after_grace = False
 
     def start(self) -> ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,7 +64,7 @@ class ServiceProcess:
             time.sleep(0.2)
         raise TimeoutError(f"{self.name} not healthy at {path}: {self.log_tail()}")
 
-    def signal(self, signum: int) -> None:
+    def send_signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signum)
 
@@ -74,17 +75,19 @@ class ServiceProcess:
             self.process.wait(timeout=10)
 
     def wait(self, timeout_s: float) -> int:
-        """The exit code after SIGTERM; SIGKILL if the drain takes longer than ``timeout_s``."""
+        """The exit code after SIGTERM; SIGKILL if the drain takes longer than ``timeout_s`` (then
+        ``killed_after_grace`` is set)."""
         if self.process is None:
             raise RuntimeError(f"{self.name} was never started")
         try:
             return self.process.wait(timeout=max(0.1, timeout_s))
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.killed_after_grace = True
             return self.process.wait(timeout=5)
 
     def terminate(self, timeout_s: float = 30.0) -> int:
-        self.signal(signal.SIGTERM)
+        self.send_signal(signal.SIGTERM)
         return self.wait(timeout_s)
 
     def stop_quietly(self) -> None:

@@ -61,7 +61,7 @@ class Supervisor:
         self._stopping = True
         names = order or list(self.processes)
         for name in names:
-            self.processes[name].signal(signal.SIGTERM)
+            self.processes[name].send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         codes: dict[str, int | None] = {}
         for name in names:
@@ -69,6 +69,6 @@ class Supervisor:
             if service.process is None:
                 continue
             codes[name] = service.wait(deadline - time.monotonic())
-            if codes[name] == -signal.SIGKILL:
+            if service.killed_after_grace:
                 self.incidents.append({"process": name, "action": "killed after the grace period"})
         return codes

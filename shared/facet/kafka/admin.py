@@ -43,12 +43,17 @@ class TopicSetup(BaseSettings):
     regions: tuple[str, ...] = DEFAULT_REGIONS
 
 
+def provision_topics(regions: Sequence[str]) -> str:
+    """Create every topic for these (validated) regions on the configured clusters; what was created."""
+    codes = RegionSettings(regions=tuple(regions)).regions
+    created = asyncio.run(create_all_topics(KafkaSettings(), TopicSettings(), codes))
+    return f"created {len(created)} topic(s): {', '.join(created) or 'none (all existed)'}"
+
+
 def main() -> None:
     """``facet-create-topics``: create every Facet topic with its configs (idempotent), for ops jobs that
     run a service image (compose's ``topics`` job); the lab's ``facet topics create`` does the same."""
-    regions = RegionSettings(regions=TopicSetup().regions).regions
-    created = asyncio.run(create_all_topics(KafkaSettings(), TopicSettings(), regions))
-    print(f"created {len(created)} topic(s): {', '.join(created) or 'none (all existed)'}")
+    print(provision_topics(TopicSetup().regions))
 
 
 if __name__ == "__main__":  # pragma: no cover

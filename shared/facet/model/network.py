@@ -14,6 +14,7 @@ Measured with ``facet eval``: on the retail data they took NDCG@10 from 0.17 to 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -170,7 +171,7 @@ class SequenceRecommender(nn.Module):
         return nn.functional.cross_entropy(logits, targets[valid]), int(valid.sum())
 
     @torch.no_grad()
-    def rank(self, items: ItemTensors, histories: list[list[int]] | list[tuple[int, ...]], regions: list[int],
+    def rank(self, items: ItemTensors, histories: Sequence[Sequence[int]], regions: Sequence[int],
              item_vectors: torch.Tensor | None = None) -> torch.Tensor:
         """Scores [len(histories), N] of every catalogue item for each (history, region bucket); an empty
         history is a cold shopper. ``item_vectors`` may be precomputed (they change only with the model)."""

@@ -1,6 +1,7 @@
 """The one training loop. Centralized evaluation, the federated learners (benchmarks and the trainer
-service) and every test train through :func:`train_pass`, with the model's own :meth:`loss` over the
-items their own data has seen, so "federated vs centralized" compares one objective."""
+service) and every test train through :func:`train_pass`, with the model's own loss over one candidate
+set, the items in the training data (:func:`candidates_seen_in`), so "federated vs centralized" compares
+one objective."""
 
 from __future__ import annotations
 
