@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 from facet.config import DEFAULT_REGIONS
+from facet.evaluation.datasets import DatasetName
 from facet.logging import configure_logging
 from facet_aggregator.cli import aggregator as aggregator_command
 from facet_ingest.cli import ingest as ingest_command
@@ -153,8 +154,22 @@ def evaluate(
     json_path: Path = typer.Option(Path("reports/eval.json"), "--json", help="Where to write the JSON report."),
     epochs: int | None = typer.Option(None, min=1, help="Training epochs (default: tuned per dataset)."),
     seed: int = typer.Option(0),
+    cold_start: bool = typer.Option(False, "--cold-start",
+                                    help="Measure launches instead: a time split where the items first seen after "
+                                         "the cutoff are new, against content baselines."),
+    budget: float = typer.Option(0.005, min=0, max=0.5,
+                                 help="With --cold-start: the share of overall NDCG@10 the cold-start policy may "
+                                      "cost on the validation split."),
 ) -> None:
     """Offline evaluation: leave-last-out, ranking against all items, baselines in the same run."""
+    if cold_start:
+        from facet_lab.coldstart import run_cold_start_eval
+
+        if dataset not in {d.value for d in DatasetName}:
+            raise typer.BadParameter(f"unknown dataset {dataset!r}; use synthetic, jewelry or retail")
+        path = json_path if json_path != Path("reports/eval.json") else Path(f"reports/eval-coldstart-{dataset}.json")
+        run_cold_start_eval(dataset, path, epochs=epochs, seed=seed, budget=budget)
+        return
     from facet_lab.evaluate import run_eval_command
 
     run_eval_command(dataset, mode, json_path, epochs, seed)

@@ -16,6 +16,8 @@ class TestCase:
     history: tuple[int, ...]
     target: int
     cold_item: bool
+    #: When the target happened (epoch seconds); 0 where the split does not keep time.
+    occurred_at: float = 0.0
 
     @property
     def prior_events(self) -> int:
@@ -37,21 +39,38 @@ class Split:
         return sorted(counts, key=lambda r: -counts[r])
 
 
-def sequences_by_shopper(
-    events: Iterable[BehaviourEvent], catalogue: ItemCatalogue
-) -> dict[str, tuple[str, list[int]]]:
-    """Each shopper's items in time order, consecutive repeats collapsed (view→cart→buy is one step)."""
+@dataclass(frozen=True)
+class TimedSequence:
+    region: str
+    items: list[int]
+    #: When each item was touched (epoch seconds), parallel to ``items``.
+    times: list[float]
+
+
+def timed_sequences(events: Iterable[BehaviourEvent], catalogue: ItemCatalogue) -> dict[str, TimedSequence]:
+    """Each shopper's items in time order with their times, consecutive repeats collapsed (view → cart →
+    buy is one step, timed by its first event)."""
     rows: list[tuple[float, int, str, str, int]] = []
     for order, event in enumerate(events):
         index = catalogue.add_event(event)
         rows.append((event.occurred_at.timestamp(), order, event.shopper_id, event.region, index))
     rows.sort()
-    sequences: dict[str, tuple[str, list[int]]] = {}
-    for _time, _order, shopper, region, index in rows:
-        entry = sequences.setdefault(shopper, (region, []))
-        if not entry[1] or entry[1][-1] != index:
-            entry[1].append(index)
+    sequences: dict[str, TimedSequence] = {}
+    for time, _order, shopper, region, index in rows:
+        entry = sequences.get(shopper)
+        if entry is None:
+            entry = sequences[shopper] = TimedSequence(region, [], [])
+        if not entry.items or entry.items[-1] != index:
+            entry.items.append(index)
+            entry.times.append(time)
     return sequences
+
+
+def sequences_by_shopper(
+    events: Iterable[BehaviourEvent], catalogue: ItemCatalogue
+) -> dict[str, tuple[str, list[int]]]:
+    """Each shopper's items in time order, consecutive repeats collapsed (view→cart→buy is one step)."""
+    return {shopper: (s.region, s.items) for shopper, s in timed_sequences(events, catalogue).items()}
 
 
 def leave_last_out(
