@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from facet.evaluation.datasets import DatasetName, load_events
 from facet.evaluation.launches import LaunchSplit, launch_split
-from facet.evaluation.metrics import summarize, target_ranks
+from facet.evaluation.metrics import hit_rate, ndcg, summarize, target_ranks
 from facet.evaluation.scoring import SCORE_BATCH, Scorer, train_on
 from facet.evaluation.split import TestCase
 from facet.model.coldstart import ColdStartPolicy, prepare_cold_items
@@ -83,12 +83,12 @@ def choose_policy(ranks: dict[ColdStartPolicy, np.ndarray], cold: np.ndarray, bu
     ColdStartPolicy, list[dict[str, Any]]
 ]:
     """The policy with the best cold HR@10 whose overall NDCG@10 is within ``budget`` of no policy."""
-    plain = summarize(ranks[ColdStartPolicy.off()])["ndcg10"]
-    table = [{"policy": p.model_dump(), "overall_ndcg10": summarize(r)["ndcg10"],
-              "cold_hr10": summarize(r[cold])["hr10"]} for p, r in ranks.items()]
-    allowed = [row for row in table if row["overall_ndcg10"] >= (1 - budget) * plain]
-    best = max(allowed, key=lambda row: (row["cold_hr10"], row["overall_ndcg10"]))
-    return ColdStartPolicy(**best["policy"]), table
+    plain = ndcg(ranks[ColdStartPolicy.off()])
+    scored = [(policy, ndcg(r), hit_rate(r[cold])) for policy, r in ranks.items()]
+    allowed = [row for row in scored if row[1] >= (1 - budget) * plain]
+    best = max(allowed, key=lambda row: (row[2], row[1]))[0]
+    table = [{"policy": p.model_dump(), "overall_ndcg10": n, "cold_hr10": h} for p, n, h in scored]
+    return best, table
 
 
 def run_cold_start_eval(dataset: str, json_path: Path, *, epochs: int | None, seed: int, budget: float,

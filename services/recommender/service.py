@@ -70,7 +70,7 @@ async def run_recommender(settings: RecommenderSettings, kafka: KafkaSettings, t
     shutdown.install()
     state = RegionalState(settings.model, settings.region, max_shoppers=settings.max_shoppers,
                           max_purchases=settings.max_purchases_per_shopper, max_items=settings.max_items,
-                          trend_half_life=settings.trend_half_life_events)
+                          trend_half_life=settings.trend_half_life_events, cold_start=settings.cold_start)
     health = Health()
     health.set("events_assigned", False)
     health.set("model_loaded", False)

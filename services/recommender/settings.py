@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from facet.config import validate_region
+from facet.model.coldstart import ColdStartPolicy
 from facet.model.network import ModelConfig
 from facet.service.auth import ApiKeySettings
 from facet.service.http import HttpServing
@@ -25,6 +26,8 @@ class RecommenderSettings(HttpServing, ApiKeySettings):
     trend_weight: float = Field(default=1.0, ge=0)
     #: Trend counts halve after this many events in the region.
     trend_half_life_events: float = Field(default=20_000, gt=0)
+    #: How items the global model has never trained on are ranked (see ``facet eval --cold-start``).
+    cold_start: ColdStartPolicy = Field(default_factory=ColdStartPolicy)
     max_k: int = Field(default=100, ge=1, le=1000)
     #: Item announcements (POST /v1/items) per catalogue-writer key per minute.
     item_announcements_per_minute: float = Field(default=600, gt=0)

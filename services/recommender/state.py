@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from facet.contracts import BehaviourEvent, EventType, ItemAttributes
+from facet.model.coldstart import ColdReadyModel, ColdStartPolicy, prepare_cold_items, untrained_items
 from facet.model.features import ItemCatalogue
 from facet.model.histories import ShopperHistories
 from facet.model.network import ModelConfig, SequenceRecommender
@@ -23,9 +24,14 @@ class CatalogueFull(Exception):
 class ServingModel:
     version: int
     model: SequenceRecommender
-    #: Item vectors for the first ``items`` catalogue entries (refreshed as the catalogue grows).
-    item_vectors: torch.Tensor
+    #: The model ready to rank the first ``items`` catalogue entries, new items (untrained rows) given
+    #: their attribute neighbours' rows (rebuilt as the catalogue grows).
+    ready: ColdReadyModel
     items: int
+
+    @property
+    def item_vectors(self) -> torch.Tensor:
+        return self.ready.vectors
 
 
 class RegionalState:
@@ -38,6 +44,7 @@ class RegionalState:
         max_purchases: int,
         max_items: int,
         trend_half_life: float,
+        cold_start: ColdStartPolicy | None = None,
     ) -> None:
         self.config = config
         self.region = region
@@ -50,7 +57,10 @@ class RegionalState:
         self.purchases: dict[str, set[int]] = {}
         #: The storefront each remembered shopper was last seen on: only that storefront's keys read them.
         self.storefronts: dict[str, str] = {}
+        self.cold_start = cold_start or ColdStartPolicy()
         self.trend = np.zeros(1024, dtype=np.float64)
+        #: Steps per item, decayed like the trend: the launch trend of new items (every step counts 1).
+        self.steps = np.zeros(1024, dtype=np.float64)
         self._trend_decay = math.exp(math.log(0.5) / trend_half_life)
         self._trend_scale = 1.0
         self.serving: ServingModel | None = None
@@ -68,6 +78,8 @@ class RegionalState:
         recorded = self.histories.record(event.shopper_id, item)
         if recorded.is_next_item and self.events_seen % self.online_eval_every == 0:
             self._online_eval(list(recorded.previous), item)
+        if not recorded.previous or recorded.previous[-1] != item:
+            self.steps = self._bump(self.steps, item, 1.0)
         if recorded.evicted is not None:
             self.purchases.pop(recorded.evicted, None)
             self.storefronts.pop(recorded.evicted, None)
@@ -98,27 +110,41 @@ class RegionalState:
         self._trend_scale /= self._trend_decay
         if self._trend_scale > 1e100:
             self.trend /= self._trend_scale
+            self.steps /= self._trend_scale
             self._trend_scale = 1.0
-        if item >= self.trend.size:
-            self.trend = np.concatenate([self.trend, np.zeros(max(item + 1, self.trend.size * 2) - self.trend.size)])
-        self.trend[item] += weight * self._trend_scale
+        self.trend = self._bump(self.trend, item, weight)
+
+    def _bump(self, counts: np.ndarray, item: int, weight: float) -> np.ndarray:
+        if item >= counts.size:
+            counts = np.concatenate([counts, np.zeros(max(item + 1, counts.size * 2) - counts.size)])
+        counts[item] += weight * self._trend_scale
+        return counts
 
     def _online_eval(self, history: list[int], item: int) -> None:
         serving = self.current()
         if serving is None or item >= serving.items:
             return
-        scores = serving.model.rank(catalogue_tensors(self.catalogue), [history], [self.region_bucket],
-                                    serving.item_vectors)[0]
+        scores = self._scores(serving, history)
         rank = int((scores > scores[item]).sum())
         gain = 1.0 / math.log2(rank + 2) if rank < 10 else 0.0
         # Exponential moving average over roughly the last 200 evaluations.
         self.online_ndcg10 = gain if self.online_ndcg10 is None else 0.995 * self.online_ndcg10 + 0.005 * gain
 
     def trend_scores(self, items: int) -> np.ndarray:
-        counts = np.zeros(items)
-        upto = min(items, self.trend.size)
-        counts[:upto] = self.trend[:upto] / self._trend_scale
-        return counts
+        return self._decayed(self.trend, items)
+
+    def recent_steps(self, items: int) -> np.ndarray:
+        """Each item's decayed count of shopper steps in the region: how a launch is taking off."""
+        return self._decayed(self.steps, items)
+
+    def _decayed(self, counts: np.ndarray, items: int) -> np.ndarray:
+        out = np.zeros(items)
+        upto = min(items, counts.size)
+        out[:upto] = counts[:upto] / self._trend_scale
+        return out
+
+    def _scores(self, serving: ServingModel, history: list[int]) -> torch.Tensor:
+        return serving.ready.rank([history], [self.region_bucket], self.recent_steps(serving.items))[0]
 
     # ---- the model ------------------------------------------------------------------------------
     def load_model(self, parameters: dict[str, torch.Tensor], version: int) -> None:
@@ -128,12 +154,16 @@ class RegionalState:
         self.serving = self._with_vectors(model, version)
 
     def _with_vectors(self, model: SequenceRecommender, version: int) -> ServingModel:
-        items = len(self.catalogue)
-        with torch.no_grad():
-            vectors = (
-                model.item_vectors(*catalogue_tensors(self.catalogue)) if items else torch.zeros(0, self.config.dim)
-            )
-        return ServingModel(version, model, vectors, items)
+        items = catalogue_tensors(self.catalogue)
+        new = untrained_items(model, items[0])
+        return ServingModel(version, model, prepare_cold_items(model, items, new, self.cold_start), len(new))
+
+    def new_items(self) -> list[str]:
+        """Catalogue items the serving model has never trained on (ranked by the cold-start policy)."""
+        serving = self.current()
+        if serving is None:
+            return []
+        return [self.catalogue.item_ids[i] for i in np.flatnonzero(serving.ready.cold.numpy())]
 
     def current(self) -> ServingModel | None:
         serving = self.serving
@@ -151,8 +181,7 @@ class RegionalState:
         items = serving.items
         if items == 0:
             raise LookupError("the catalogue is still empty")
-        scores = serving.model.rank(catalogue_tensors(self.catalogue), [history], [self.region_bucket],
-                                    serving.item_vectors)[0]
+        scores = self._scores(serving, history)
         strategy = "sequence"
         if len(history) < 2 and trend_weight > 0:
             # Cold start: the model's regional prior blended with what is trending in the region now.

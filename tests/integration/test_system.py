@@ -31,5 +31,7 @@ def test_short_main_job_learns_survives_a_kill_and_reports(tmp_path: Path) -> No
     assert ("trainer-us-1", "restarted") in actions
     assert report["clean_shutdown"], report["exit_codes"]
     assert report["sample_recommendation"]["status"] == 200
+    launches = report["launches"]  # the generator launches items during the run; their steps are scored
+    assert launches["launched_items"] > 0 and launches["warm_steps_scored"] > 0, launches
     for plot in ("ndcg10_over_time.png", "bytes_sent.png"):
         assert (report_path.parent / plot).stat().st_size > 10_000

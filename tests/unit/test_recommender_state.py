@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
-from facet.contracts import EventType, ItemAttributes
+import torch
+from facet.contracts import BehaviourEvent, EventType, ItemAttributes
 from facet.model.network import new_model
+from facet.model.training import catalogue_tensors
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
 from facet_recommender.state import RegionalState
 
@@ -85,3 +89,32 @@ def test_a_shopper_is_visible_only_to_their_own_storefront(state: RegionalState)
     assert state.shopper_view(shopper, "someone-else") == ([], set())
     assert state.shopper_view(shopper, None) == ([], set())
     assert state.shopper_view("never-seen", storefront) == ([], set())
+
+
+def test_items_the_model_never_trained_get_the_cold_start_policy(state: RegionalState) -> None:
+    used = set(state.catalogue.arrays()[0].tolist())
+    item_id = next(f"new-pendant-{k}" for k in range(10_000) if state.space.item_bucket(f"new-pendant-{k}") not in used)
+    bucket = state.space.item_bucket(item_id)
+    parameters = new_model(TINY_MODEL).state_dict()
+    parameters["item_id.weight"] = torch.randn_like(parameters["item_id.weight"])
+    parameters["item_id.weight"][bucket] = 0  # the federation has never trained this row
+    state.load_model(parameters, version=5)
+    assert state.new_items() == []
+    state.announce_item(item_id, ItemAttributes(category="pendant", metal="gold"), 250.0, "EUR")
+    assert state.new_items() == [item_id]
+    history = state.histories.items_of(next(iter(state.storefronts)))
+    position = state.catalogue.index[item_id]
+    serving = state.current()
+    assert serving is not None
+    with_policy = serving.ready.rank([history], [state.region_bucket])[0]
+    plain = serving.model.rank(catalogue_tensors(state.catalogue), [history], [state.region_bucket])[0]
+    # Its rows are its neighbours' (not the empty ones) and the offset lifts it; warm items are untouched.
+    assert float(with_policy[position]) != pytest.approx(float(plain[position]) + state.cold_start.cold_offset)
+    assert torch.allclose(with_policy[:position], plain[:position], atol=1e-5)
+    # Shoppers taking to the launch raise it further (the launch trend), before any model has learned it.
+    before = float(state._scores(serving, history)[position])
+    for k in range(5):
+        state.observe(BehaviourEvent(occurred_at=datetime.now(UTC), region="eu", storefront="eu-web",
+                                     shopper_id=f"fan-{k}", session_id="s", item_id=item_id,
+                                     event_type=EventType.VIEW))
+    assert float(state._scores(state.current(), history)[position]) > before  # type: ignore[arg-type]

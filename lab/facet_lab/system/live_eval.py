@@ -4,19 +4,29 @@ newest global model is scored on those cases per region, next to a popularity ba
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from facet.contracts import BehaviourEvent
 from facet.evaluation.metrics import ndcg, target_ranks
+from facet.model.coldstart import ColdStartPolicy, prepare_cold_items, untrained_items
 from facet.model.features import ItemCatalogue
 from facet.model.network import ModelConfig, SequenceRecommender
 
+from facet_lab.system.launches import LaunchTracker, PendingStep
+
 
 class LiveEvaluator:
-    def __init__(self, config: ModelConfig, max_cases_per_region: int = 400) -> None:
+    def __init__(self, config: ModelConfig, max_cases_per_region: int = 400,
+                 is_launch: Callable[[str], bool] = lambda _item: False,
+                 cold_start: ColdStartPolicy | None = None) -> None:
         self.config = config
+        #: Ranked as the recommenders serve: new items get the same cold-start policy (without the launch
+        #: trend, which each recommender keeps from its own stream).
+        self.cold_start = cold_start or ColdStartPolicy()
+        self.launches = LaunchTracker(is_launch)
         self.space = config.feature_space()
         self.catalogue = ItemCatalogue(self.space)
         self.max_cases = max_cases_per_region
@@ -34,6 +44,7 @@ class LiveEvaluator:
         if item >= counts.size:
             counts = self.popularity[event.region] = np.concatenate([counts, np.zeros(item + 4096 - counts.size)])
         counts[item] += 1
+        self.launches.sent(item, event.item_id)
         if item >= self.global_popularity.size:
             self.global_popularity = np.concatenate([self.global_popularity, np.zeros(item + 4096 -
                                                                                      self.global_popularity.size)])
@@ -46,6 +57,7 @@ class LiveEvaluator:
             return
         cases = self.cases[event.region]
         cases.append((tuple(history[-self.config.max_history :]), item))
+        self.launches.held_out(cases[-1][0], item, event.item_id, event.region)
         if len(cases) > self.max_cases:
             del cases[0]
 
@@ -56,24 +68,26 @@ class LiveEvaluator:
         size = len(buckets)
         cases = {r: [c for c in list(cs) if c[1] < size] for r, cs in self.cases.items()}
         return EvalSnapshot(items, size, cases, {r: self._counts(c, size) for r, c in self.popularity.items()},
-                            self._counts(self.global_popularity, size))
+                            self._counts(self.global_popularity, size), self.launches.take_pending(size))
 
     def evaluate(self, parameters: dict[str, torch.Tensor], snapshot: EvalSnapshot) -> dict[str, dict[str, float]]:
         """NDCG@10 of the model, of global and of regional popularity, per region, on the held-out cases."""
         model = SequenceRecommender(self.config)
         model.load_state_dict(parameters)
         items = snapshot.items
-        with torch.no_grad():
-            model.eval()
-            vectors = model.item_vectors(*items)
+        ready = prepare_cold_items(model, items, untrained_items(model, items[0]), self.cold_start)
+
+        def rank(histories: Sequence[Sequence[int]], region: str) -> np.ndarray:
+            return ready.rank(histories, [self.space.region_bucket(region)] * len(histories)).numpy()
+
+        self.launches.score(snapshot.launch_steps, rank)
         results: dict[str, dict[str, float]] = {}
         for region, cases in snapshot.cases.items():
             if len(cases) < 10:
                 continue
             histories = [c[0] for c in cases]
             targets = np.asarray([c[1] for c in cases])
-            scores = model.rank(items, histories, [self.space.region_bucket(region)] * len(cases),
-                                     vectors).numpy()
+            scores = rank(histories, region)
             results[region] = {
                 "ndcg10": ndcg(target_ranks(scores, targets)),
                 "ndcg10_popularity": ndcg(target_ranks(_rows(snapshot.global_popularity, len(cases)), targets)),
@@ -102,3 +116,4 @@ class EvalSnapshot:
     cases: dict[str, list[tuple[tuple[int, ...], int]]]
     popularity: dict[str, np.ndarray]
     global_popularity: np.ndarray
+    launch_steps: list[PendingStep]

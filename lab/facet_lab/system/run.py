@@ -76,7 +76,8 @@ class SystemRun:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.out = config.out_dir / stamp
         self.supervisor = Supervisor(self.out / "logs")
-        self.evaluator = LiveEvaluator(SYSTEM_MODEL)
+        self.workload: JewelryWorkload | None = None
+        self.evaluator = LiveEvaluator(SYSTEM_MODEL, is_launch=self._is_launch)
         self.timeline: list[dict[str, Any]] = []
         self.sent_events = 0
         self.rejected_events = 0
@@ -180,7 +181,15 @@ class SystemRun:
             allowed = set(self.config.regions)
             return iter([e for e in events if e.region in allowed])
         regions = tuple(r for r in self.config.regions)
-        return JewelryWorkload(WorkloadConfig(seed=self.config.seed, sessions=10_000_000, regions=regions)).events()
+        self.workload = JewelryWorkload(WorkloadConfig(seed=self.config.seed, sessions=10_000_000, regions=regions))
+        return self.workload.events()
+
+    def _is_launch(self, item_id: str) -> bool:
+        """Whether the generator launched this item during the run (replays know no launches)."""
+        if self.workload is None:
+            return False
+        index = self.workload.catalogue.index_of(item_id)
+        return index is not None and self.workload.catalogue.released_at[index] > 0
 
     async def produce(self, client: httpx.AsyncClient) -> None:
         import random
@@ -403,9 +412,16 @@ class SystemRun:
             "exit_codes": exit_codes,
             "clean_shutdown": all(code == 0 for code in exit_codes.values()),
             "sample_recommendation": sample,
+            "launches": self.evaluator.launches.summary(),
             "timeline": self.timeline,
         }
         paths = write_report(self.out, report)
+        launches = report["launches"]
+        if launches["launch_steps_scored"]:
+            self.console.log(
+                f"launches: {launches['launched_items']} items launched; served HR@10 on steps to them "
+                f"{launches['hr10_launched']:.3f} vs warm items {launches['hr10_warm'] or 0:.3f}; warm after "
+                f"{launches['events_to_warm']} events / {launches['seconds_to_warm']} s (None: not within the run)")
         return paths["json"]
 
 

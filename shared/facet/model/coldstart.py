@@ -98,6 +98,25 @@ def adjust_cold_scores(scores: torch.Tensor, cold: torch.Tensor, policy: ColdSta
     return adjusted
 
 
+def untrained_items(model: SequenceRecommender, buckets: torch.Tensor) -> np.ndarray:
+    """bool [N]: items whose hashed id row the federation has never trained (still all zeros). Rows start
+    at zero and only move when a learner trains on the item, and the update codecs send untouched rows
+    as exactly zero, so this is "new to the global model" (an item sharing its row with a trained one
+    by a hash collision counts as trained, as it is ranked with that row)."""
+    with torch.no_grad():
+        return (model.item_id.weight[buckets].abs().sum(dim=1) == 0).numpy()
+
+
+def _sharing_copy(model: SequenceRecommender) -> SequenceRecommender:
+    """A copy that shares every parameter with ``model`` but has its own table of submodules, so
+    replacing its item tables leaves ``model`` untouched (a deep copy would duplicate the encoder on
+    every catalogue change)."""
+    clone = copy.copy(model)
+    clone._modules = dict(model._modules)
+    clone._parameters = dict(model._parameters)
+    return clone
+
+
 def prepare_cold_items(model: SequenceRecommender, items: ItemTensors, cold: np.ndarray,
                        policy: ColdStartPolicy) -> ColdReadyModel:
     """Build the ranking-ready model for a catalogue whose ``cold`` items (bool [N]) are new."""
@@ -106,7 +125,7 @@ def prepare_cold_items(model: SequenceRecommender, items: ItemTensors, cold: np.
     ready = model
     if policy.neighbours and cold.any() and (~cold).any():
         neighbours = torch.from_numpy(attribute_neighbours(attributes.numpy(), cold, policy.neighbours))
-        ready = copy.deepcopy(model)
+        ready = _sharing_copy(model)
         first_new_row = ready.item_id.num_embeddings
         with torch.no_grad():
             for name in ("item_id", "item_bias", "companion"):

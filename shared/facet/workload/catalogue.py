@@ -92,6 +92,13 @@ class Catalogue:
             self._arrays[name] = np.asarray(getattr(self, name))
         return self._arrays[name]
 
+    def index_of(self, item_id: str) -> int | None:
+        """The index of one of this catalogue's item ids (``sku-000042`` → 42), None for any other id."""
+        if not item_id.startswith("sku-") or not item_id[4:].isdigit():
+            return None
+        index = int(item_id[4:])
+        return index if index < len(self.item_ids) else None
+
     def attributes(self, index: int) -> ItemAttributes:
         return ItemAttributes(
             category=CATEGORIES[self.category[index]],

@@ -1,0 +1,135 @@
+"""Cold start for launched items: neighbour rows, the cold offset and the launch trend, on a toy world
+where a new item's attributes are the only thing that can tell it apart."""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import torch
+from facet.contracts import BehaviourEvent, EventType, ItemAttributes
+from facet.evaluation.launches import launch_split
+from facet.model.coldstart import (
+    ColdStartPolicy,
+    adjust_cold_scores,
+    attribute_neighbours,
+    prepare_cold_items,
+    untrained_items,
+)
+from facet.model.examples import make_windows
+from facet.model.features import FeatureSpace, ItemCatalogue
+from facet.model.network import ModelConfig, new_model
+from facet.model.training import catalogue_tensors, train_epochs
+
+SPACE = FeatureSpace(id_buckets=1024, attribute_buckets=256, region_buckets=8)
+CONFIG = ModelConfig(id_buckets=1024, attribute_buckets=256, region_buckets=8, dim=16, max_history=8)
+METALS = ("gold", "silver", "platinum", "rose-gold")
+
+
+def _world() -> tuple[ItemCatalogue, list[tuple[int, list[int]]], int]:
+    """40 warm items in four metals (10 each) and one new gold ring nobody has touched. Shoppers stay
+    within one metal, choosing any of its pieces: what a gold shopper wants next is any gold piece, and
+    training teaches every warm gold piece's own row so, while the new ring's row stays empty."""
+    catalogue = ItemCatalogue(space=SPACE)
+    for index in range(40):
+        catalogue.add(f"warm-{index}", ItemAttributes(category="ring", metal=METALS[index % 4]), 100.0, "USD")
+    new = catalogue.add("new-gold", ItemAttributes(category="ring", metal="gold"), 100.0, "USD")
+    rng = np.random.default_rng(0)
+    sequences = []
+    for _ in range(1500):
+        metal = int(rng.integers(4))
+        same = [i for i in range(40) if i % 4 == metal]
+        sequences.append((0, [int(i) for i in rng.choice(same, size=6, replace=False)]))
+    return catalogue, sequences, new
+
+
+@functools.cache
+def _trained() -> tuple[ItemCatalogue, torch.nn.Module, int]:
+    catalogue, sequences, new = _world()
+    model = new_model(CONFIG, seed=0)
+    train_epochs(model, catalogue, make_windows(sequences, CONFIG.max_history), epochs=3, seed=0)
+    return catalogue, model, new
+
+
+def test_neighbours_share_the_most_attributes() -> None:
+    attributes = np.array([[1, 2, 3], [1, 2, 9], [7, 8, 9], [1, 2, 3]])
+    cold = np.array([False, False, False, True])
+    neighbours = attribute_neighbours(np.pad(attributes, ((0, 0), (0, 4))), cold, k=2)
+    assert neighbours.tolist() == [[0, 1]]
+
+
+def test_untrained_items_are_the_ones_training_never_touched() -> None:
+    catalogue, model, new = _trained()
+    buckets, _ = catalogue_tensors(catalogue)
+    untrained = untrained_items(model, buckets)
+    assert untrained[new] and not untrained[:new].any()
+
+
+def test_a_new_item_gets_its_neighbours_rows_without_touching_the_model() -> None:
+    catalogue, model, new = _trained()
+    items = catalogue_tensors(catalogue)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cold = untrained_items(model, items[0])
+    ready = prepare_cold_items(model, items, cold, ColdStartPolicy(neighbours=5, cold_offset=0, trend_weight=0))
+    neighbours = attribute_neighbours(items[1].numpy(), cold, 5)[0]
+    assert {i % 4 for i in neighbours.tolist()} == {0}  # gold rings
+    expected = model.item_id.weight[items[0][neighbours]].mean(dim=0)
+    assert torch.allclose(ready.model.item_id.weight[ready.items[0][new]], expected)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # Warm items are ranked exactly as before.
+    plain = model.rank(items, [[0, 4]], [0])
+    assert torch.allclose(ready.rank([[0, 4]], [0])[0, :new], plain[0, :new], atol=1e-5)
+
+
+def test_the_cold_path_ranks_a_new_gold_ring_with_the_warm_gold_pieces() -> None:
+    catalogue, model, new = _trained()
+    items = catalogue_tensors(catalogue)
+    cold = untrained_items(model, items[0])
+    gold_history = [[4, 8, 12]]
+    off = prepare_cold_items(model, items, cold, ColdStartPolicy.off()).rank(gold_history, [0])[0]
+    rows_only = prepare_cold_items(model, items, cold, ColdStartPolicy(neighbours=5, cold_offset=0.0,
+                                                                       trend_weight=0)).rank(gold_history, [0])[0]
+    on = prepare_cold_items(model, items, cold, ColdStartPolicy(neighbours=5, cold_offset=0.5,
+                                                                trend_weight=0)).rank(gold_history, [0])[0]
+    other_gold = [i for i in range(0, 40, 4) if i not in gold_history[0]]
+
+    def rank(scores: torch.Tensor) -> int:
+        return int((scores[:new] > scores[new]).sum())
+
+    assert rank(off) >= len(other_gold) // 2  # without it: behind most warm gold pieces
+    assert rank(rows_only) < rank(off)  # the neighbours' rows bring it level with them
+    assert rank(on) <= 2  # and the offset puts the launch at the top of the gold pieces
+
+
+def test_offset_and_trend_only_touch_new_items() -> None:
+    scores = torch.zeros(2, 4)
+    cold = torch.tensor([False, True, False, True])
+    recent = np.array([[5.0, 0.0, 0.0, np.e - 1], [0.0, 0.0, 0.0, 0.0]])
+    adjusted = adjust_cold_scores(scores, cold, ColdStartPolicy(cold_offset=1.0, trend_weight=2.0), recent)
+    assert adjusted.tolist() == [[0.0, 1.0, 0.0, 3.0], [0.0, 1.0, 0.0, 1.0]]
+
+
+def _event(shopper: str, item: str, at: datetime, region: str = "us") -> BehaviourEvent:
+    return BehaviourEvent(occurred_at=at, region=region, storefront="s", shopper_id=shopper, session_id="x",
+                          item_id=item, event_type=EventType.VIEW, attributes=ItemAttributes(metal="gold"))
+
+
+def test_launch_split_makes_items_first_seen_after_the_cutoff_new() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    events = [_event("a", "old-1", start), _event("a", "old-2", start + timedelta(hours=1)),
+              _event("b", "old-1", start + timedelta(hours=2)), _event("c", "old-2", start + timedelta(hours=3)),
+              _event("e", "launch", start + timedelta(hours=4), region="eu"),
+              _event("a", "launch", start + timedelta(hours=5)), _event("b", "old-2", start + timedelta(hours=6)),
+              _event("d", "launch", start + timedelta(hours=7))]
+    launch = launch_split(events, SPACE, test_share=0.5)  # cutoff at 3.5 h
+    index = launch.split.catalogue.index
+    assert launch.new_items.tolist() == [False, False, True]
+    assert all(index["launch"] not in items for _r, items in launch.split.train.values())
+    cases = {(c.shopper, launch.split.catalogue.item_ids[c.target]): c for c in launch.split.tests}
+    assert set(cases) == {("a", "launch"), ("b", "old-2")}  # d and e have no history to predict from
+    assert cases[("a", "launch")].cold_item and not cases[("b", "old-2")].cold_item
+    # The launch trend counts the region's steps strictly before the case: at 5 h, a has seen no launch
+    # step in its region (e's is in eu); at 6 h, b's region has seen a's.
+    counts = launch.recent_interactions([cases[("a", "launch")], cases[("b", "old-2")]])
+    assert counts[0, index["launch"]] == 0 and counts[1, index["launch"]] == 1
