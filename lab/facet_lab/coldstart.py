@@ -23,7 +23,7 @@ from facet.evaluation.launches import LaunchSplit, launch_split
 from facet.evaluation.metrics import hit_rate, ndcg, summarize, target_ranks
 from facet.evaluation.scoring import SCORE_BATCH, Scorer, train_on
 from facet.evaluation.split import TestCase
-from facet.model.coldstart import ColdStartPolicy, prepare_cold_items
+from facet.model.coldstart import ColdStartPolicy, launch_trend, prepare_cold_items
 from facet.model.network import ModelConfig, SequenceRecommender
 from facet.model.training import catalogue_tensors
 from rich.console import Console
@@ -38,7 +38,7 @@ from facet_lab.evaluate import DATASET_EPOCHS, DATASET_MODELS
 TEST_SHARE: dict[DatasetName, float] = {DatasetName.SYNTHETIC: 0.2, DatasetName.JEWELRY: 0.15,
                                         DatasetName.RETAIL: 0.15}
 OFFSETS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
-TREND_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+TREND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
 NEIGHBOURS = (0, 20)
 #: Validation cases scored per policy (a seeded sample keeps the search to a few minutes).
 MAX_VALIDATION_CASES = 6_000
@@ -60,12 +60,12 @@ def policy_ranks(model: SequenceRecommender, launch: LaunchSplit, cases: Sequenc
     for neighbours in sorted({p.neighbours for p in policies}):
         ready = prepare_cold_items(model, items, launch.new_items, ColdStartPolicy(neighbours=neighbours,
                                                                                    cold_offset=0, trend_weight=0))
-        cold = ready.cold.numpy().astype(np.float32)
+        cold = launch.new_items.astype(np.float32)
         mine = [p for p in policies if p.neighbours == neighbours]
         for start in range(0, len(cases), SCORE_BATCH):
             part = cases[start : start + SCORE_BATCH]
             base = ready.rank([c.history for c in part], [space.region_bucket(c.region) for c in part]).numpy()
-            trend = np.log1p(launch.recent_interactions(part)) * cold
+            trend = launch_trend(launch.recent_interactions(part), launch.new_items)
             for policy in mine:
                 scores = base + policy.cold_offset * cold + policy.trend_weight * trend
                 ranks[policy].append(target_ranks(scores, targets[start : start + SCORE_BATCH]))

@@ -105,9 +105,12 @@ def test_the_cold_path_ranks_a_new_gold_ring_with_the_warm_gold_pieces() -> None
 def test_offset_and_trend_only_touch_new_items() -> None:
     scores = torch.zeros(2, 4)
     cold = torch.tensor([False, True, False, True])
-    recent = np.array([[5.0, 0.0, 0.0, np.e - 1], [0.0, 0.0, 0.0, 0.0]])
+    # Row 0: warm items average 1 step (log 2), the second launch had 3 (log 4): lifted by 2 × log 2; the
+    # first had none: lowered by 2 × log 2. Row 1: nothing happened, nothing moves but the offset.
+    recent = np.array([[2.0, 0.0, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0]])
     adjusted = adjust_cold_scores(scores, cold, ColdStartPolicy(cold_offset=1.0, trend_weight=2.0), recent)
-    assert adjusted.tolist() == [[0.0, 1.0, 0.0, 3.0], [0.0, 1.0, 0.0, 1.0]]
+    lift = 2 * np.log(2)
+    assert np.allclose(adjusted.numpy(), [[0.0, 1.0 - lift, 0.0, 1.0 + lift], [0.0, 1.0, 0.0, 1.0]], atol=1e-6)
 
 
 def _event(shopper: str, item: str, at: datetime, region: str = "us") -> BehaviourEvent:

@@ -9,8 +9,9 @@ the regional recommender:
   or belongs to another item it collided with);
 - **a cold offset**: one score added to every new item, calibrating "never trained on" against warm
   items whose scores the training has pushed up;
-- **a launch trend**: new items gain ``trend_weight × log(1 + recent interactions in the region)``, so a
-  launch that shoppers take to rises before the next model version has learned it.
+- **a launch trend**: new items gain ``trend_weight ×`` how much more they were stepped to in the region
+  recently than the average warm item (:func:`launch_trend`), so a launch that shoppers take to rises
+  before the next model version has learned it.
 
 The offset and trend weight are chosen by ``facet eval --cold-start`` on a validation split inside the
 training period (the most launch exposure whose cost to overall NDCG@10 stays inside a budget); the
@@ -87,14 +88,24 @@ class ColdReadyModel:
         return adjust_cold_scores(scores, self.cold, self.policy, recent_interactions)
 
 
+def launch_trend(recent_interactions: np.ndarray, cold: np.ndarray) -> np.ndarray:
+    """float32 [M, N] (or [N]): how much more a new item was stepped to recently than the average warm
+    item in the same window, ``log(1 + c) - log(1 + mean warm c)``, and 0 for warm items. Relative, so
+    the same weight means the same thing at 10 and at 10,000 events a minute (a raw count would lift
+    launches further the busier the region is)."""
+    counts = np.asarray(recent_interactions, dtype=np.float32)
+    warm = ~np.asarray(cold, dtype=bool)
+    typical = counts[..., warm].mean(axis=-1, keepdims=True) if warm.any() else np.zeros_like(counts[..., :1])
+    return ((np.log1p(counts) - np.log1p(typical)) * ~warm).astype(np.float32)
+
+
 def adjust_cold_scores(scores: torch.Tensor, cold: torch.Tensor, policy: ColdStartPolicy,
                        recent_interactions: np.ndarray | None = None) -> torch.Tensor:
     """Add the cold offset and the launch trend to new items' scores (pure; returns a new tensor)."""
-    lift = torch.full(cold.shape, float(policy.cold_offset)) * cold
-    adjusted = scores + lift
+    adjusted = scores + float(policy.cold_offset) * cold
     if recent_interactions is not None and policy.trend_weight:
-        trend = torch.from_numpy(np.log1p(recent_interactions)).to(scores.dtype)
-        adjusted = adjusted + policy.trend_weight * trend * cold
+        trend = torch.from_numpy(launch_trend(recent_interactions, cold.numpy())).to(scores.dtype)
+        adjusted = adjusted + policy.trend_weight * trend
     return adjusted
 
 
