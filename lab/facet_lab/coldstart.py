@@ -37,7 +37,7 @@ from facet_lab.evaluate import DATASET_EPOCHS, DATASET_MODELS
 #: jewelry store ~550 in its last 15 % (five months).
 TEST_SHARE: dict[DatasetName, float] = {DatasetName.SYNTHETIC: 0.2, DatasetName.JEWELRY: 0.15,
                                         DatasetName.RETAIL: 0.15}
-OFFSETS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+OFFSETS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
 TREND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
 NEIGHBOURS = (0, 20)
 #: Validation cases scored per policy (a seeded sample keeps the search to a few minutes).

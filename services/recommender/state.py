@@ -29,10 +29,6 @@ class ServingModel:
     ready: ColdReadyModel
     items: int
 
-    @property
-    def item_vectors(self) -> torch.Tensor:
-        return self.ready.vectors
-
 
 class RegionalState:
     def __init__(
