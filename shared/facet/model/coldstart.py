@@ -40,9 +40,11 @@ _CHUNK = 256
 class ColdStartPolicy(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+    # Defaults: what ``facet eval --cold-start --dataset synthetic`` chose on its validation split
+    # (2026-12-02); on its test period they lift launches from 0.1 % to 28 % HR@10 and overall NDCG@10 by 1 %.
     #: Warm items averaged into a new item's rows; 0 leaves its hashed rows as they are.
     neighbours: int = Field(default=20, ge=0, le=1000)
-    cold_offset: float = Field(default=1.0, ge=-20, le=20)
+    cold_offset: float = Field(default=1.5, ge=-20, le=20)
     trend_weight: float = Field(default=0.5, ge=0, le=20)
 
     @classmethod
