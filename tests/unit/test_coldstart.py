@@ -52,11 +52,19 @@ def _trained() -> tuple[ItemCatalogue, torch.nn.Module, int]:
     return catalogue, model, new
 
 
-def test_neighbours_share_the_most_attributes() -> None:
-    attributes = np.array([[1, 2, 3], [1, 2, 9], [7, 8, 9], [1, 2, 3]])
-    cold = np.array([False, False, False, True])
-    neighbours = attribute_neighbours(np.pad(attributes, ((0, 0), (0, 4))), cold, k=2)
-    assert neighbours.tolist() == [[0, 1]]
+def test_neighbours_come_from_the_finest_matching_group_first() -> None:
+    # category, metal, gem, colour, gender, brand, price band
+    attributes = np.array([
+        [1, 1, 1, 1, 1, 1, 1],  # 0: all the same as the new item
+        [1, 1, 1, 0, 0, 0, 1],  # 1: same category, metal, gem and price band
+        [1, 1, 0, 0, 0, 0, 0],  # 2: same category and metal
+        [2, 2, 2, 2, 2, 2, 2],  # 3: nothing in common
+        [1, 1, 1, 1, 1, 1, 1],  # 4: the new item
+        [1, 0, 0, 0, 0, 0, 0],  # 5: same category
+    ])
+    cold = np.array([False, False, False, False, True, False])
+    assert attribute_neighbours(attributes, cold, 4).tolist() == [[0, 1, 2, 5]]
+    assert attribute_neighbours(attributes, cold, 5).tolist() == [[0, 1, 2, 5, 3]]
 
 
 def test_untrained_items_are_the_ones_training_never_touched() -> None:
