@@ -16,7 +16,6 @@ from facet.model.histories import ShopperHistories
 from facet.model.network import ModelConfig, SequenceRecommender
 from facet.model.training import catalogue_tensors
 
-
 #: Items first seen in events become rankable within this long (announced items at once).
 REBUILD_INTERVAL_S = 1.0
 
