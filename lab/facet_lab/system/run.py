@@ -335,6 +335,10 @@ class SystemRun:
         if status.get("ndcg10") is not None:
             table.add_row("NDCG@10 all regions", f"{status['ndcg10']:.3f} (popularity "
                           f"{status['popularity_ndcg10']:.3f})")
+        launches = self.evaluator.launches.summary()
+        if launches["launch_steps_scored"]:
+            table.add_row("HR@10 on launched items", f"{launches['hr10_launched']:.3f} over "
+                          f"{launches['launch_steps_scored']} steps (warm items {launches['hr10_warm'] or 0:.3f})")
         incidents = self.supervisor.incidents
         if incidents:
             table.add_row("incidents", f"{len(incidents)} (last: {incidents[-1].get('process')})")
