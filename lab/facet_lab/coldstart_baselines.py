@@ -9,19 +9,20 @@ import numpy as np
 from facet.evaluation.launches import LaunchSplit
 from facet.evaluation.scoring import Scorer
 from facet.evaluation.split import TestCase
-from facet.model.coldstart import NEIGHBOUR_WEIGHTS
+from facet.model.coldstart import CATEGORY, METAL
 from scipy import sparse
 
 #: The shopper's recent items a content profile is built from, newest weighted most.
 PROFILE_ITEMS = 3
-#: Attribute slots of the "category and metal" rule (see facet.model.features.ATTRIBUTE_FIELDS).
-CATEGORY, METAL = 0, 1
+#: How much each attribute slot counts in the similarity: category, metal, gem, colour, gender, brand,
+#: price band (the order of facet.model.features.ATTRIBUTE_FIELDS, then the price band).
+SIMILARITY_WEIGHTS = np.array([2.0, 2.0, 2.0, 1.0, 0.5, 1.0, 1.0])
 
 
 def _attribute_one_hot(attributes: np.ndarray, buckets: int) -> sparse.csr_matrix:
-    """[N, attribute buckets]: each item's attribute codes, weighted like the neighbour search."""
+    """[N, attribute buckets]: each item's attribute codes, weighted by slot (the weights sum to 1)."""
     items, slots = attributes.shape
-    weights = np.tile(NEIGHBOUR_WEIGHTS[:slots] / NEIGHBOUR_WEIGHTS[:slots].sum(), items)
+    weights = np.tile(SIMILARITY_WEIGHTS[:slots] / SIMILARITY_WEIGHTS[:slots].sum(), items)
     rows = np.repeat(np.arange(items), slots)
     return sparse.csr_matrix((weights, (rows, attributes.reshape(-1))), shape=(items, buckets))
 

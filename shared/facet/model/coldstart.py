@@ -4,18 +4,18 @@ Three measured pieces (``facet eval --cold-start``), one policy object, used the
 the regional recommender:
 
 - **neighbour rows**: a new item's id embedding, bias and "bought together" vector start as the mean of
-  those of the warm items that share most of its attributes (meta-embedding style), so it is ranked like
-  the pieces it resembles instead of like an item with no history at all (its hashed row is untrained,
-  or belongs to another item it collided with);
+  those of warm items from its finest matching attribute group (meta-embedding style), so it is ranked
+  like the pieces it resembles instead of like an item with no history at all (its hashed row is
+  untrained, or belongs to another item it collided with);
 - **a cold offset**: one score added to every new item, calibrating "never trained on" against warm
   items whose scores the training has pushed up;
 - **a launch trend**: new items gain ``trend_weight ×`` how much more they were stepped to in the region
   recently than the average warm item (:func:`launch_trend`), so a launch that shoppers take to rises
   before the next model version has learned it.
 
-The offset and trend weight are chosen by ``facet eval --cold-start`` on a validation split inside the
-training period (the most launch exposure whose cost to overall NDCG@10 stays inside a budget); the
-recommender's defaults are the values it chose on the synthetic workload.
+``facet eval --cold-start`` chooses the policy on a validation split inside the training period (the
+most launch exposure whose cost to overall NDCG@10 stays inside a budget) and measures it on the test
+period; the defaults below come from that measurement.
 """
 
 from __future__ import annotations
@@ -29,15 +29,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from facet.model.features import ATTRIBUTE_FIELDS, NUM_ITEM_FEATURES, PRICE_SLOT
 from facet.model.network import ItemTensors, SequenceRecommender
 
-#: How much each attribute slot counts in the content baseline's similarity: category, metal, gem,
-#: colour, gender, brand, price band (the order of :data:`facet.model.features.ATTRIBUTE_FIELDS`).
-NEIGHBOUR_WEIGHTS = np.array([2.0, 2.0, 2.0, 1.0, 0.5, 1.0, 1.0])
-CATEGORY, METAL, GEM, PRICE_BAND = 0, 1, 2, 6
-#: Where a new item's neighbours come from, finest first (attribute slots that must match).
-NEIGHBOUR_LEVELS = (tuple(range(7)), (CATEGORY, METAL, GEM, PRICE_BAND), (CATEGORY, METAL, GEM), (CATEGORY, METAL),
-                    (CATEGORY,))
+CATEGORY, METAL, GEM = (ATTRIBUTE_FIELDS.index(name) for name in ("category", "metal", "gem"))
+#: Where a new item's neighbours come from, finest first (the attribute slots that must match).
+NEIGHBOUR_LEVELS = (tuple(range(NUM_ITEM_FEATURES)), (CATEGORY, METAL, GEM, PRICE_SLOT), (CATEGORY, METAL, GEM),
+                    (CATEGORY, METAL), (CATEGORY,))
 
 
 class ColdStartPolicy(BaseModel):
@@ -69,8 +67,7 @@ def attribute_neighbours(attributes: np.ndarray, cold: np.ndarray, k: int) -> np
     k = min(k, len(warm_index))
     if k == 0 or not len(cold_index):
         return np.zeros((len(cold_index), k), dtype=np.int64)
-    slots = attributes.shape[1]
-    levels = [[s for s in level if s < slots] for level in NEIGHBOUR_LEVELS] + [[]]
+    levels = [list(level) for level in NEIGHBOUR_LEVELS] + [[]]
     # Per level: warm items sorted by group (by index within it), and where each cold item's group sits.
     spans = []
     for level in levels:

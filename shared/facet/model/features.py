@@ -16,8 +16,9 @@ import numpy as np
 from facet.contracts import BehaviourEvent, ItemAttributes
 
 ATTRIBUTE_FIELDS = ("category", "metal", "gem", "color", "gender", "brand")
-#: Attribute slots per item: the content fields plus a price band.
+#: Attribute slots per item: the content fields plus a price band (the last slot).
 NUM_ITEM_FEATURES = len(ATTRIBUTE_FIELDS) + 1
+PRICE_SLOT = len(ATTRIBUTE_FIELDS)
 
 
 def stable_bucket(text: str, buckets: int) -> int:
