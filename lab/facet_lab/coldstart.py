@@ -23,7 +23,7 @@ from facet.evaluation.launches import LaunchSplit, launch_split
 from facet.evaluation.metrics import hit_rate, ndcg, summarize, target_ranks
 from facet.evaluation.scoring import SCORE_BATCH, Scorer, train_on
 from facet.evaluation.split import TestCase
-from facet.model.coldstart import ColdStartPolicy, launch_trend, prepare_cold_items
+from facet.model.coldstart import ColdStartPolicy, cold_lift, launch_trend, prepare_cold_items
 from facet.model.network import ModelConfig, SequenceRecommender
 from facet.model.training import catalogue_tensors
 from rich.console import Console
@@ -60,14 +60,13 @@ def policy_ranks(model: SequenceRecommender, launch: LaunchSplit, cases: Sequenc
     for neighbours in sorted({p.neighbours for p in policies}):
         ready = prepare_cold_items(model, items, launch.new_items, ColdStartPolicy(neighbours=neighbours,
                                                                                    cold_offset=0, trend_weight=0))
-        cold = launch.new_items.astype(np.float32)
         mine = [p for p in policies if p.neighbours == neighbours]
         for start in range(0, len(cases), SCORE_BATCH):
             part = cases[start : start + SCORE_BATCH]
             base = ready.rank([c.history for c in part], [space.region_bucket(c.region) for c in part]).numpy()
             trend = launch_trend(launch.recent_interactions(part), launch.new_items)
             for policy in mine:
-                scores = base + policy.cold_offset * cold + policy.trend_weight * trend
+                scores = base + cold_lift(launch.new_items, policy, trend)
                 ranks[policy].append(target_ranks(scores, targets[start : start + SCORE_BATCH]))
     return {policy: np.concatenate(parts) if parts else np.zeros(0) for policy, parts in ranks.items()}
 

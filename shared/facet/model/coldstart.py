@@ -120,14 +120,20 @@ def launch_trend(recent_interactions: np.ndarray, cold: np.ndarray) -> np.ndarra
     return ((np.log1p(counts) - np.log1p(typical)) * ~warm).astype(np.float32)
 
 
+def cold_lift(cold: np.ndarray, policy: ColdStartPolicy, trend: np.ndarray | None = None) -> np.ndarray:
+    """What the policy adds to each item's score: the offset on new items, plus ``trend_weight`` times
+    their :func:`launch_trend` (already computed, so a search over weights computes it once)."""
+    lift = policy.cold_offset * np.asarray(cold, dtype=np.float32)
+    if trend is not None and policy.trend_weight:
+        lift = lift + policy.trend_weight * trend
+    return lift.astype(np.float32)
+
+
 def adjust_cold_scores(scores: torch.Tensor, cold: torch.Tensor, policy: ColdStartPolicy,
                        recent_interactions: np.ndarray | None = None) -> torch.Tensor:
     """Add the cold offset and the launch trend to new items' scores (pure; returns a new tensor)."""
-    adjusted = scores + float(policy.cold_offset) * cold
-    if recent_interactions is not None and policy.trend_weight:
-        trend = torch.from_numpy(launch_trend(recent_interactions, cold.numpy())).to(scores.dtype)
-        adjusted = adjusted + policy.trend_weight * trend
-    return adjusted
+    trend = launch_trend(recent_interactions, cold.numpy()) if recent_interactions is not None else None
+    return scores + torch.from_numpy(cold_lift(cold.numpy(), policy, trend)).to(scores.dtype)
 
 
 def untrained_items(model: SequenceRecommender, buckets: torch.Tensor) -> np.ndarray:
