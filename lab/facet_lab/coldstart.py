@@ -52,20 +52,22 @@ def policy_grid() -> Policies:
 
 def policy_ranks(model: SequenceRecommender, launch: LaunchSplit, cases: Sequence[TestCase],
                  policies: Policies) -> dict[ColdStartPolicy, np.ndarray]:
-    """Each policy's 0-based target ranks on ``cases``; scores are computed once per neighbour setting."""
+    """Each policy's 0-based target ranks on ``cases``; the model scores once per neighbour setting and
+    the launch trend once per batch."""
     items = catalogue_tensors(launch.split.catalogue)
     space = model.config.feature_space()
     targets = np.asarray([case.target for case in cases])
     ranks: dict[ColdStartPolicy, list[np.ndarray]] = {policy: [] for policy in policies}
-    for neighbours in sorted({p.neighbours for p in policies}):
-        ready = prepare_cold_items(model, items, launch.new_items, ColdStartPolicy(neighbours=neighbours,
-                                                                                   cold_offset=0, trend_weight=0))
-        mine = [p for p in policies if p.neighbours == neighbours]
-        for start in range(0, len(cases), SCORE_BATCH):
-            part = cases[start : start + SCORE_BATCH]
-            base = ready.rank([c.history for c in part], [space.region_bucket(c.region) for c in part]).numpy()
-            trend = launch_trend(launch.recent_interactions(part), launch.new_items)
-            for policy in mine:
+    ready = {n: prepare_cold_items(model, items, launch.new_items, ColdStartPolicy(neighbours=n, cold_offset=0,
+                                                                                  trend_weight=0))
+             for n in sorted({p.neighbours for p in policies})}
+    for start in range(0, len(cases), SCORE_BATCH):
+        part = cases[start : start + SCORE_BATCH]
+        histories, regions = [c.history for c in part], [space.region_bucket(c.region) for c in part]
+        trend = launch_trend(launch.recent_interactions(part), launch.new_items)
+        for neighbours, model_ready in ready.items():
+            base = model_ready.rank(histories, regions).numpy()
+            for policy in (p for p in policies if p.neighbours == neighbours):
                 scores = base + cold_lift(launch.new_items, policy, trend)
                 ranks[policy].append(target_ranks(scores, targets[start : start + SCORE_BATCH]))
     return {policy: np.concatenate(parts) if parts else np.zeros(0) for policy, parts in ranks.items()}

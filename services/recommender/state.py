@@ -163,13 +163,6 @@ class RegionalState:
         new = untrained_items(model, items[0])
         return ServingModel(version, model, prepare_cold_items(model, items, new, self.cold_start), len(new))
 
-    def new_items(self) -> list[str]:
-        """Catalogue items the serving model has never trained on (ranked by the cold-start policy)."""
-        serving = self.current()
-        if serving is None:
-            return []
-        return [self.catalogue.item_ids[i] for i in np.flatnonzero(serving.ready.cold.numpy())]
-
     def current(self) -> ServingModel | None:
         """The serving model, rebuilt for a grown catalogue: at once after an announcement, at most once a
         second for items first seen in events (a rebuild recomputes every item vector and new item's rows)."""
