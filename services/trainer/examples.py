@@ -9,11 +9,12 @@ from facet.contracts import BehaviourEvent
 from facet.model.examples import PAD, Windows
 from facet.model.features import ItemCatalogue
 from facet.model.histories import ShopperHistories
+from facet.privacy.shoppers import ShopperWindows, shopper_windows
 
 
 class ExampleBuffer:
     def __init__(self, catalogue: ItemCatalogue, history: int, max_shoppers: int, max_items: int,
-                 replay_examples: int = 0, seed: int = 0) -> None:
+                 replay_examples: int = 0, seed: int = 0, collect_examples: bool = True) -> None:
         self.catalogue = catalogue
         self.history = history
         self.max_shoppers = max_shoppers
@@ -31,6 +32,8 @@ class ExampleBuffer:
         self._replay_filled = 0
         self._replay_next = 0
         self._rng = np.random.default_rng(seed)
+        #: False under DP: training reads whole shoppers (:meth:`shopper_windows`), not pending examples.
+        self.collect_examples = collect_examples
 
     def __len__(self) -> int:
         return len(self._targets)
@@ -44,12 +47,16 @@ class ExampleBuffer:
         if len(self.catalogue) >= self.max_items and event.item_id not in self.catalogue.index:
             return False  # catalogue full: the item is still ranked by attributes where it is known
         recorded = self._histories.record(event.shopper_id, self.catalogue.add_event(event))
-        if not recorded.is_next_item:
-            return False
+        if not recorded.is_next_item or not self.collect_examples:
+            return recorded.is_next_item
         self._inputs.append(list(recorded.previous))
         self._targets.append(recorded.item)
         self._regions.append(region_bucket)
         return True
+
+    def shopper_windows(self, region_bucket: int) -> ShopperWindows:
+        """Every shopper in the window with their recent items as one window: the population DP-SGD samples."""
+        return shopper_windows([(region_bucket, items) for items in self._histories.sequences()], self.history)
 
     def take(self) -> Windows:
         """The pending examples as single-target windows; the pending list empties."""

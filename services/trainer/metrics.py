@@ -16,7 +16,14 @@ STALENESS_AT_SEND = Gauge(names.TRAINER_STALENESS_AT_SEND, "Newest known version
                           ["region"])
 CONSUMER_LAG = Gauge(names.TRAINER_CONSUMER_LAG, "Events not yet read (from the fetch highwater)",
                      ["region", "partition"])
-DP_EPSILON = Gauge(names.TRAINER_DP_EPSILON, "Differential-privacy epsilon spent so far", ["region"])
+DP_EPSILON = Gauge(names.TRAINER_DP_EPSILON, "Shopper-level epsilon spent in the current budget period",
+                   ["region"])
+DP_EPSILON_BUDGET = Gauge(names.TRAINER_DP_EPSILON_BUDGET, "Shopper-level epsilon allowed per period", ["region"])
+DP_STEPS = Counter(names.TRAINER_DP_STEPS, "DP-SGD steps taken", ["region"])
+DP_BUDGET_EXHAUSTED = Gauge(names.TRAINER_DP_BUDGET_EXHAUSTED,
+                            "1 while the period's budget is spent and the region contributes nothing", ["region"])
+DP_ROUNDS_SKIPPED = Counter(names.TRAINER_DP_ROUNDS_SKIPPED, "Update rounds skipped for the privacy budget",
+                            ["region", "reason"])
 WINDOW_SHOPPERS = Gauge(names.TRAINER_WINDOW_SHOPPERS, "Shoppers held in the training window", ["region"])
 UPDATE_RAW_BYTES = Counter(names.TRAINER_UPDATE_RAW_BYTES_TOTAL, "Bytes the same updates would take as float32",
                            ["region"])

@@ -20,7 +20,6 @@ from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import BehaviourEvent, GlobalModel, ModelUpdate
 from facet.errors import PoisonMessageError
 from facet.federation.client import LocalLearner
-from facet.federation.privacy import PrivacyLedger
 from facet.kafka.clients import make_consumer, make_producer
 from facet.kafka.dlq import DeadLetterPublisher
 from facet.kafka.lag import consumer_lag
@@ -28,6 +27,7 @@ from facet.kafka.shutdown import ShutdownSignal
 from facet.logging import get_logger
 from facet.model.examples import Windows
 from facet.model.features import ItemCatalogue, stable_bucket
+from facet.privacy.accounting import PrivacyBudget
 from facet.service.health import Health
 from facet.service.http import add_probe_routes, serve
 from facet.service.model_feed import ModelGate, follow_models
@@ -67,11 +67,16 @@ class TrainerService:
         self.space = settings.model.feature_space()
         self.region_bucket = self.space.region_bucket(settings.region)
         self.catalogue = ItemCatalogue(self.space)
+        self.private = settings.privacy.enabled
         self.examples = ExampleBuffer(self.catalogue, settings.model.max_history, settings.window_max_shoppers,
-                                      settings.window_max_items, settings.replay_examples)
+                                      settings.window_max_items, settings.replay_examples,
+                                      collect_examples=not self.private)
         self.learner = LocalLearner(settings.model, settings.codec, lr=settings.lr, privacy=settings.privacy,
                                     seed=stable_bucket("replica/" + settings.replica_id, 2**31))
-        self.ledger = PrivacyLedger(settings.privacy) if settings.privacy.enabled else None
+        self.budget = PrivacyBudget(settings.privacy) if self.private else None
+        #: Why the last round under DP trained nothing ("paced", "budget_exhausted"), None when it trained.
+        self.privacy_state: str | None = None
+        self._new_events_since_update = False
         self.health = Health()
         self.health.set("partitions_assigned", False)
         self.health.set("model_loaded", False)
@@ -96,9 +101,22 @@ class TrainerService:
         async def status() -> dict[str, object]:
             return {"region": self.region, "base_version": self.learner.base_version,
                     "updates_sent": self.updates_sent, "window_shoppers": self.examples.shoppers,
-                    "dp_epsilon": self.ledger.epsilon() if self.ledger else None}
+                    "privacy": self.privacy_status()}
 
         return app
+
+    def privacy_status(self) -> dict[str, object]:
+        """The region's budget as ops and auditors read it: what is spent, what is allowed, until when."""
+        if self.budget is None:
+            return {"enabled": False}
+        privacy = self.settings.privacy
+        return {"enabled": True, "unit": "shopper", "epsilon_spent": self.budget.epsilon(),
+                "epsilon_budget": privacy.epsilon, "delta": privacy.delta,
+                "period_seconds": privacy.period_seconds, "period_ends_at": self.budget.period_ends_at,
+                "steps_spent": self.budget.steps, "steps_per_period": privacy.steps_per_period,
+                "noise_multiplier": privacy.noise_multiplier(), "sample_rate": privacy.sample_rate,
+                "clip_norm": privacy.clip_norm, "exhausted": self.budget.exhausted,
+                "state": self.privacy_state or "training"}
 
     async def on_model(self, parameters: dict[str, torch.Tensor], model: GlobalModel) -> None:
         self.newest_version = model.version  # the feed hands over only newer generations
@@ -123,6 +141,13 @@ class TrainerService:
             lambda: self.flush(reason="partitions_revoked"),
             lambda any_assigned: self.health.set("partitions_assigned", any_assigned)))
         await self.consumer.start()
+        if self.budget is not None:
+            m.DP_EPSILON_BUDGET.labels(self.region).set(self.settings.privacy.epsilon)
+            self.log.info("privacy_budget", unit="shopper", epsilon=self.settings.privacy.epsilon,
+                          delta=self.settings.privacy.delta, period_seconds=self.settings.privacy.period_seconds,
+                          noise_multiplier=self.settings.privacy.noise_multiplier())
+        else:
+            self.log.warning("privacy_disabled", note="development only: updates carry no DP guarantee")
         try:
             while not shutdown.requested:
                 if not self.learner.ready:  # nothing to train from yet: do not read ahead of the buffer
@@ -136,7 +161,8 @@ class TrainerService:
                         await self._ingest(record)
                         self.consumed[tp.partition] = record.offset + 1
                     m.EVENTS.labels(self.region).inc(len(records))
-                if len(self.examples) >= self.settings.batch_size:
+                self._new_events_since_update |= any(batches.values())
+                if not self.private and len(self.examples) >= self.settings.batch_size:
                     await self._train_in_background()
                 due = time.monotonic() - self.last_send >= self.settings.update_every_seconds
                 if self.learner.unsent_samples >= self.settings.update_every_samples or (
@@ -191,6 +217,9 @@ class TrainerService:
 
     async def _train(self) -> None:
         """Finish the training in flight, then train whatever is pending (used before every update)."""
+        if self.private:
+            await self._train_private()
+            return
         if self._training is not None:
             await self._training
             self._training = None
@@ -202,6 +231,34 @@ class TrainerService:
         async with self.lock:
             loss = await asyncio.to_thread(self.learner.train, self.catalogue, windows, self.settings.batch_size)
         m.SAMPLES.labels(self.region).inc(windows.samples)  # new and replayed examples alike
+        m.LOCAL_LOSS.labels(self.region).set(loss)
+
+    async def _train_private(self) -> None:
+        """Under DP: a few DP-SGD steps over every shopper in the window, as many as the budget allows now.
+        Nothing new since the last update: no steps (the budget is kept for when shoppers return)."""
+        if not self.learner.ready or not self._new_events_since_update or self.budget is None:
+            return
+        self._new_events_since_update = False
+        pool = self.examples.shopper_windows(self.region_bucket)
+        steps = min(self.settings.private_steps_per_update, self.budget.steps_allowed())
+        state = None if steps else ("budget_exhausted" if self.budget.exhausted else "paced")
+        m.DP_BUDGET_EXHAUSTED.labels(self.region).set(1 if state == "budget_exhausted" else 0)
+        if state != self.privacy_state:
+            self.log.info("privacy_state", state=state or "training", epsilon_spent=self.budget.epsilon(),
+                          steps_spent=self.budget.steps, period_ends_at=self.budget.period_ends_at)
+        self.privacy_state = state
+        if state is not None:
+            m.DP_ROUNDS_SKIPPED.labels(self.region, state).inc()
+            return
+        if not pool.shoppers:
+            return
+        self.budget.spend(steps)  # before training: a crash mid-way over-counts, never under-counts
+        before = self.learner.unsent_samples
+        async with self.lock:
+            loss = await asyncio.to_thread(self.learner.train_private, self.catalogue, pool, steps)
+        m.DP_STEPS.labels(self.region).inc(steps)
+        m.DP_EPSILON.labels(self.region).set(self.budget.epsilon())
+        m.SAMPLES.labels(self.region).inc(self.learner.unsent_samples - before)
         m.LOCAL_LOSS.labels(self.region).set(loss)
 
     async def flush(self, reason: str) -> None:
@@ -220,11 +277,8 @@ class TrainerService:
             m.UPDATE_BYTES.labels(self.region).observe(len(prepared.payload))
             m.UPDATE_RAW_BYTES.labels(self.region).inc(prepared.raw_bytes)
             m.COMPRESSION_RATIO.labels(self.region).set(prepared.raw_bytes / max(len(prepared.payload), 1))
-            m.SAMPLES_PER_SECOND.labels(self.region).set(prepared.samples_per_second)
+            m.SAMPLES_PER_SECOND.labels(self.region).set(self.learner.last_samples_per_second)
             m.STALENESS_AT_SEND.labels(self.region).set(max(0, self.newest_version - prepared.base_version))
-            if self.ledger is not None:
-                rate = prepared.num_samples / max(self.examples.shoppers, prepared.num_samples, 1)
-                m.DP_EPSILON.labels(self.region).set(self.ledger.record(rate))
             self.log.info("update_sent", reason=reason, samples=prepared.num_samples, bytes=len(prepared.payload),
                           base_version=prepared.base_version, update_id=update.update_id)
         self.last_send = time.monotonic()

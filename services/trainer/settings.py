@@ -7,8 +7,8 @@ import socket
 
 from facet.compression.codecs import CodecSpec
 from facet.config import validate_region
-from facet.federation.privacy import PrivacySettings
 from facet.model.network import ModelConfig
+from facet.privacy.settings import PrivacySettings
 from facet.service.http import HttpServing
 from facet.service.model_feed import ModelTrustSettings
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -36,7 +36,10 @@ class TrainerSettings(HttpServing):
     window_max_items: int = Field(default=200_000, ge=10)
     #: Recent examples replayed beside each new batch (0: every event is trained on exactly once).
     replay_examples: int = Field(default=8_192, ge=0, le=1_000_000)
+    #: Shopper-level DP-SGD, on by default (``FACET_TRAINER_PRIVACY__ENABLED=false`` for development only).
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    #: Under DP: steps taken per update (fewer when the budget's pacing allows fewer).
+    private_steps_per_update: int = Field(default=5, ge=1, le=1_000)
     signing_key: SecretStr | None = None
     model_trust: ModelTrustSettings = Field(default_factory=ModelTrustSettings)
     http_port: int = Field(default=8083, ge=0, le=65535)

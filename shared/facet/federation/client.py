@@ -7,16 +7,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import time
+
+import numpy as np
 import torch
 
 from facet.compression.codecs import CodecSpec, ErrorFeedback
 from facet.contracts import ModelUpdate, TrainingMetrics
-from facet.federation.privacy import PrivacySettings, privatize
 from facet.federation.updates import signed_update
 from facet.model.examples import Windows
 from facet.model.features import ItemCatalogue
 from facet.model.network import ModelConfig, new_model
 from facet.model.training import catalogue_tensors, make_optimizer, train_pass
+from facet.privacy.dpsgd import private_step
+from facet.privacy.settings import PrivacySettings
+from facet.privacy.shoppers import ShopperWindows
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,10 @@ class PreparedUpdate:
 
 
 class LocalLearner:
+    """With ``privacy`` enabled the learner trains only with :meth:`train_private` (shopper-level DP-SGD),
+    and what it publishes besides the noisy delta is data-independent: the sample count is the expected
+    one and no loss or throughput is reported."""
+
     def __init__(
         self, config: ModelConfig, codec: str, *, lr: float = 3e-3, privacy: PrivacySettings | None = None,
         seed: int = 0,
@@ -57,7 +66,17 @@ class LocalLearner:
         self._losses: list[float] = []
         self._train_seconds = 0.0
         self._round = 0
+        #: What the last update trained on, kept locally (under DP it is not published).
+        self.last_local_loss = float("nan")
+        self.last_samples_per_second = 0.0
         self._generator = torch.Generator().manual_seed(seed)
+        self._rng = np.random.default_rng(seed)
+        #: Under DP: the data-independent sample count published with the next update.
+        self._published_samples = 0
+
+    @property
+    def private(self) -> bool:
+        return self.privacy is not None and self.privacy.enabled
 
     @property
     def ready(self) -> bool:
@@ -92,6 +111,8 @@ class LocalLearner:
         """
         if not self.ready:
             raise RuntimeError("no global model yet")
+        if self.private:
+            raise RuntimeError("a private learner trains only with train_private")
         result = train_pass(self.model, self.optimizer, catalogue_tensors(catalogue), windows,
                             batch_size=batch_size, candidates=candidates)
         self._samples += result.samples
@@ -101,30 +122,56 @@ class LocalLearner:
             self._losses.append(result.loss)
         return result.loss
 
+    def train_private(self, catalogue: ItemCatalogue, pool: ShopperWindows, steps: int,
+                      candidates: torch.Tensor | None = None) -> float:
+        """``steps`` DP-SGD steps over the shoppers in ``pool`` (each step Poisson-samples them afresh);
+        returns the mean loss of the sampled shoppers. The caller accounts the steps against its budget."""
+        if not self.ready:
+            raise RuntimeError("no global model yet")
+        if self.privacy is None or not self.privacy.enabled:
+            raise RuntimeError("train_private needs privacy enabled")
+        started = time.perf_counter()
+        items = catalogue_tensors(catalogue)
+        results = [private_step(self.model, self.optimizer, items, pool, self.privacy, self._rng, self._generator,
+                                candidates) for _ in range(steps)]
+        self._train_seconds += time.perf_counter() - started
+        self._samples += sum(r.samples for r in results)
+        self._published_samples += steps * max(1, round(self.privacy.sample_rate * pool.shoppers))
+        self._steps += steps
+        losses = [r.loss for r in results if r.shoppers]
+        if losses:
+            self._losses.append(float(np.mean(losses)))
+        return float(np.mean(losses)) if losses else float("nan")
+
     def prepare_update(self) -> PreparedUpdate | None:
         """Compress local - anchor (plus the error-feedback residual); the anchor moves to local."""
-        if not self.ready or self._samples == 0:
+        # Under DP a step with nobody sampled still carries its noise, and whether an update is sent must not
+        # depend on who was sampled.
+        if not self.ready or (self._steps if self.private else self._samples) == 0:
             return None
         with torch.no_grad():
             state = self.model.state_dict()
             delta = {name: state[name] - self._anchor[name] for name in state}
-            if self.privacy is not None and self.privacy.enabled:
-                delta = privatize(delta, self.privacy, self._generator)
             self._round += 1
             payload = self.feedback.compress(delta, self.codec, seed=self._round)
             self._anchor = {name: tensor.detach().clone() for name, tensor in state.items()}
         raw = sum(t.numel() * 4 for t in delta.values())
+        # Under DP everything published must be data-independent: the delta is (noise on every coordinate),
+        # the expected sample count is, the true loss and throughput are not (they stay in the region).
         update = PreparedUpdate(
             payload=payload,
-            num_samples=self._samples,
+            num_samples=self._published_samples if self.private else self._samples,
             base_version=self.base_version or 0,
-            loss=sum(self._losses) / len(self._losses) if self._losses else 0.0,
+            loss=0.0 if self.private or not self._losses else sum(self._losses) / len(self._losses),
             steps=self._steps,
-            samples_per_second=self._samples / self._train_seconds if self._train_seconds else 0.0,
+            samples_per_second=0.0 if self.private or not self._train_seconds
+            else self._samples / self._train_seconds,
             raw_bytes=raw,
             codec=self.codec.name,
         )
-        self._samples = self._steps = 0
+        self.last_local_loss = sum(self._losses) / len(self._losses) if self._losses else float("nan")
+        self.last_samples_per_second = self._samples / self._train_seconds if self._train_seconds else 0.0
+        self._samples = self._steps = self._published_samples = 0
         self._losses = []
         self._train_seconds = 0.0
         return update

@@ -41,6 +41,10 @@ class ShopperHistories:
         """The shopper's recent items, oldest first; empty when unknown (or evicted)."""
         return list(self._recent.get(shopper, ()))
 
+    def sequences(self) -> list[list[int]]:
+        """Every shopper's recent items, oldest first (least recently seen shopper first)."""
+        return [list(recent) for recent in self._recent.values()]
+
     def record(self, shopper: str, item: int) -> Recorded:
         recent = self._recent.get(shopper)
         evicted = None

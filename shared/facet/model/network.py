@@ -158,6 +158,13 @@ class SequenceRecommender(nn.Module):
         choose it. Centralized training, the federated learners and the trainer service all pass the
         items their own data has seen, so they optimise the same objective.
         """
+        losses, _rows = self.prediction_losses(items, batch, candidates)
+        return losses.mean(), len(losses)
+
+    def prediction_losses(self, items: ItemTensors, batch: Windows, candidates: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of each prediction in ``batch`` and the window it belongs to: ([P], [P]). DP-SGD needs
+        them apart, to gather each shopper's own."""
         buckets, attributes = items
         inputs = torch.from_numpy(batch.inputs)
         targets = torch.from_numpy(batch.targets)
@@ -168,7 +175,12 @@ class SequenceRecommender(nn.Module):
         logits = self.scores(states[valid], item_vectors, buckets, inputs[window_rows], ends)
         if candidates is not None:
             logits = logits.masked_fill(~candidates, float("-inf"))
-        return nn.functional.cross_entropy(logits, targets[valid]), int(valid.sum())
+        return nn.functional.cross_entropy(logits, targets[valid], reduction="none"), window_rows
+
+    def forward(self, items: ItemTensors, batch: Windows, candidates: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`prediction_losses`, so ``torch.func.functional_call`` can run the model on other tensors."""
+        return self.prediction_losses(items, batch, candidates)
 
     @torch.no_grad()
     def rank(self, items: ItemTensors, histories: Sequence[Sequence[int]], regions: Sequence[int],
