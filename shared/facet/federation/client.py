@@ -4,10 +4,9 @@ federation benchmark both use it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import time
 
 import numpy as np
 import torch

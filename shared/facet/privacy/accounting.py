@@ -4,8 +4,8 @@ budget per period that a trainer must ask before every step."""
 from __future__ import annotations
 
 import math
-import warnings
 import time
+import warnings
 from collections.abc import Callable
 
 from facet.privacy.settings import RDP_ORDERS, PrivacySettings
