@@ -25,6 +25,8 @@ app = typer.Typer(help="Facet: asynchronous federated learning for jewelry recom
 topics_app = typer.Typer(help="Manage Facet's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(bench_app, name="bench")
+audit_app = typer.Typer(help="Audits: check a guarantee by attacking it.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()
@@ -173,6 +175,40 @@ def evaluate(
     from facet_lab.evaluate import run_eval_command
 
     run_eval_command(dataset, mode, json_path, epochs, seed)
+
+
+@audit_app.command("privacy")
+def audit_privacy(
+    json_path: Path = typer.Option(Path("reports/audit-privacy.json"), "--json"),
+    epsilon: float = typer.Option(8.0, help="The budget the accountant is audited at."),
+    delta: float = typer.Option(1e-7),
+    sample_rate: float = typer.Option(0.05, help="Poisson sampling rate of shoppers per step."),
+    steps: int = typer.Option(100, min=1, help="DP-SGD steps (the period's, all spent)."),
+    clip_norm: float = typer.Option(1.0),
+    sessions: int = typer.Option(1_500, help="Synthetic sessions of the region's real shoppers."),
+    canaries: int = typer.Option(1_000, min=10, help="Canary shoppers, each trained on with probability 1/2."),
+    lr: float = typer.Option(1e-2),
+    seed: int = typer.Option(0),
+) -> None:
+    """One-run privacy audit: canaries in, membership guesses out, an empirical lower bound on epsilon that
+    must not exceed the accountant's. Exits 1 when it does."""
+    import json
+
+    from facet.privacy.settings import PrivacySettings
+
+    from facet_lab.bench.common import write_result
+    from facet_lab.privacy_audit import AuditSetup, run_privacy_audit
+
+    privacy = PrivacySettings(epsilon=epsilon, delta=delta, sample_rate=sample_rate, steps_per_period=steps,
+                              clip_norm=clip_norm, pace=False)
+    result = run_privacy_audit(AuditSetup(sessions=sessions, canaries=canaries, privacy=privacy, lr=lr, seed=seed))
+    summary = result.pop("summary")
+    write_result(json_path, summary, **result)
+    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(f"full result: {json_path}")
+    if not summary["accounting_holds"]:
+        typer.echo("AUDIT FAILED: the empirical lower bound exceeds the accountant's epsilon", err=True)
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
