@@ -289,6 +289,12 @@ def manifests() -> dict[str, list[dict[str, Any]]]:
                 "FACET_KAFKA_ENABLE_IDEMPOTENCE": "true",
                 "FACET_LOG_JSON": "true",
                 "FACET_HTTP_PORT": str(PORT),
+                # Shopper-level DP in every trainer (README "Privacy"): epsilon 8 per shopper per day, delta
+                # 1e-7. Only a development cluster may set FACET_TRAINER_PRIVACY__ENABLED=false.
+                "FACET_TRAINER_PRIVACY__ENABLED": "true",
+                "FACET_TRAINER_PRIVACY__EPSILON": "8",
+                "FACET_TRAINER_PRIVACY__DELTA": "1e-7",
+                "FACET_TRAINER_PRIVACY__PERIOD_SECONDS": "86400",
             },
         }
     ]

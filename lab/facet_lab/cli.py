@@ -131,13 +131,16 @@ def run(
     kill_at: float = typer.Option(60.0, help="When to kill it (seconds)."),
     seed: int = typer.Option(7, help="Workload seed."),
     out: Path = typer.Option(Path("runs"), help="Where the report is written."),
+    privacy: bool = typer.Option(True, help="Shopper-level DP in the trainers (--no-privacy: development only)."),
+    epsilon: float = typer.Option(8.0, help="The trainers' epsilon per shopper per day, spent within the run."),
 ) -> None:
     """The main job: the whole system on the embedded broker (unless KAFKA_BOOTSTRAP_SERVERS), then a report."""
     from facet_lab.system.run import SystemConfig, run_system
 
     config = SystemConfig(duration_s=duration, events_per_second=rate,
                           regions=tuple(r.strip() for r in regions.split(",") if r.strip()), replay=replay,
-                          kill_process=kill, kill_at_s=kill_at, seed=seed, out_dir=out)
+                          kill_process=kill, kill_at_s=kill_at, seed=seed, out_dir=out, privacy=privacy,
+                          epsilon=epsilon)
     report_path = asyncio.run(run_system(config))
     typer.echo(f"report: {report_path} (plots beside it)")
 

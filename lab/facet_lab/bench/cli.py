@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,46 @@ def federation(
         runs.append({"seed": run_seed, **result})
     summary = summarize_seeds([run["summary"] for run in runs])
     payload = write_result(json_path, summary, dataset=name.value, runs=runs)
+    _report(json_path, payload)
+
+
+@bench_app.command("privacy")
+def privacy(
+    dataset: str = typer.Option("synthetic", help="synthetic, jewelry or retail."),
+    json_path: Path = typer.Option(Path("reports/bench-privacy.json"), "--json"),
+    sessions: int = typer.Option(100_000, help="Synthetic sessions (the target needs at least 100,000 shoppers)."),
+    rounds: int = typer.Option(12, min=1, help="Federated time budget, in synchronous-round times."),
+    local_steps: int = typer.Option(4, min=1, help="Steps per region per round (DP-SGD steps under DP)."),
+    expected_shoppers: int = typer.Option(256, min=1, help="Expected shoppers per DP-SGD step, every region."),
+    clip_norm: float = typer.Option(1.0, help="Bound on one shopper's gradient."),
+    dp_lr: float = typer.Option(1e-2, help="Local learning rate under DP (Adam)."),
+    epsilon: list[float] = typer.Option([1.0, 2.0, 4.0, 8.0], help="Budgets to run (repeatable)."),
+    max_tests: int = typer.Option(3_000, help="Held-out cases scored (a seeded sample)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """NDCG@10 of the federated model under shopper-level DP at each epsilon, against no DP and the best
+    non-private baseline, on one split and time budget."""
+    from facet.evaluation.datasets import DatasetName, load_events
+    from facet.evaluation.split import leave_last_out
+
+    from facet_lab.bench.common import write_result
+    from facet_lab.bench.federation import build_setup
+    from facet_lab.bench.privacy import PrivacyOptions, run_privacy_benchmark
+    from facet_lab.evaluate import DATASET_MODELS
+
+    name = DatasetName(dataset)
+    config = DATASET_MODELS[name]
+    split = leave_last_out(load_events(name, sessions=sessions, seed=seed + 7), config.feature_space())
+    setup = build_setup(split, config, {}, seed=seed, local_steps=local_steps, max_tests=max_tests)
+    options = PrivacyOptions(rounds=rounds, expected_shoppers=expected_shoppers, clip_norm=clip_norm, lr=dp_lr)
+    started = time.perf_counter()
+
+    def write_partial(partial: dict[str, Any]) -> None:
+        write_result(json_path, {"partial": True}, dataset=name.value, **partial)
+
+    result = run_privacy_benchmark(setup, options, epsilon, on_partial=write_partial)
+    result["seconds"] = time.perf_counter() - started
+    payload = write_result(json_path, result.pop("summary"), dataset=name.value, **result)
     _report(json_path, payload)
 
 

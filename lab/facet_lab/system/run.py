@@ -28,6 +28,7 @@ from facet.kafka.admin import create_all_topics
 from facet.kafka.broker import provision_broker
 from facet.logging import get_logger
 from facet.model.network import ModelConfig
+from facet.privacy.settings import PrivacySettings
 from facet.service import metric_names as names
 from facet.service.auth import hash_api_key
 from facet.service.model_feed import ModelGate, ModelTrustSettings, follow_models
@@ -62,6 +63,26 @@ class SystemConfig(BaseModel):
     #: Replay a real dataset instead of the generator: "jewelry" or "retail".
     replay: str | None = None
     batch_size: int = Field(default=200, ge=1, le=1000)
+    #: Shopper-level DP in the trainers, as in production; False only to develop without it.
+    privacy: bool = True
+    #: Per shopper per day; the run spends a day's budget (its trainers' planned steps) within its duration.
+    epsilon: float = Field(default=8.0, gt=0, le=100)
+    #: Seconds between a trainer's updates, and DP-SGD steps per update.
+    update_every_s: float = Field(default=4.0, gt=0)
+    private_steps_per_update: int = Field(default=5, ge=1)
+
+    def trainer_privacy(self) -> PrivacySettings:
+        """The trainers' budget: the steps they can take in the run are a day's, so the report's epsilon is
+        what a day of this traffic would cost each shopper (the period is a day, aligned to UTC)."""
+        steps = max(1, int(self.duration_s / self.update_every_s) + 2) * self.private_steps_per_update
+        return PrivacySettings(enabled=self.privacy, epsilon=self.epsilon, steps_per_period=steps, pace=False)
+
+
+def _env_value(value: object) -> str:
+    """A setting as pydantic-settings reads it from the environment (JSON for lists and tuples)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(list(value)) if isinstance(value, list | tuple) else str(value)
 
 
 def _model_env(prefix: str) -> dict[str, str]:
@@ -134,8 +155,11 @@ class SystemRun:
                     "FACET_TRAINER_SIGNING_KEY": trainer_keys[f"trainer-{region}"],
                     "FACET_TRAINER_REPLICA_ID": name,
                     "FACET_TRAINER_UPDATE_EVERY_SAMPLES": "600",
-                    "FACET_TRAINER_UPDATE_EVERY_SECONDS": "4",
+                    "FACET_TRAINER_UPDATE_EVERY_SECONDS": str(self.config.update_every_s),
                     "FACET_TRAINER_BATCH_SIZE": "128",
+                    "FACET_TRAINER_PRIVATE_STEPS_PER_UPDATE": str(self.config.private_steps_per_update),
+                    **{f"FACET_TRAINER_PRIVACY__{k.upper()}": _env_value(v)
+                       for k, v in self.config.trainer_privacy().model_dump().items()},
                 })
         for region in self.config.regions:
             name = f"recommender-{region}"
@@ -273,11 +297,17 @@ class SystemRun:
             self._chaos_done = True
         aggregator = await scrape(client, self.url("aggregator", "/metrics"))
         update_bytes = raw_bytes = 0.0
+        #: Per region, the most any of its replicas has spent this period (each keeps its own budget).
+        epsilon_spent: dict[str, float] = {}
+        epsilon_budget: dict[str, float] = {}
         for name in self.supervisor.processes:
             if name.startswith("trainer-"):
                 trainer = await scrape(client, self.url(name, "/metrics"))
                 update_bytes += trainer.total(names.TRAINER_UPDATE_BYTES + "_sum")
                 raw_bytes += trainer.total(names.TRAINER_UPDATE_RAW_BYTES_TOTAL)
+                for region, value in trainer.by_label(names.TRAINER_DP_EPSILON, "region").items():
+                    epsilon_spent[region] = max(value, epsilon_spent.get(region, 0.0))
+                epsilon_budget.update(trainer.by_label(names.TRAINER_DP_EPSILON_BUDGET, "region"))
         rate = (self.sent_events - self._last_sent) / max(now - self._last_t, 1e-6)
         self._last_sent, self._last_t = self.sent_events, now
         staleness_count = aggregator.total(names.AGGREGATOR_UPDATE_STALENESS + "_count")
@@ -293,6 +323,8 @@ class SystemRun:
             if staleness_count else 0.0,
             "update_bytes": update_bytes,
             "update_raw_bytes": raw_bytes,
+            "dp_epsilon_spent_by_region": epsilon_spent or self.status.get("dp_epsilon_spent_by_region", {}),
+            "dp_epsilon_budget_by_region": epsilon_budget or self.status.get("dp_epsilon_budget_by_region", {}),
             "regions": self.status.get("regions", {}),
             "popularity_ndcg10": self.status.get("popularity_ndcg10"),
             "model_version_evaluated": self.status.get("model_version_evaluated"),
@@ -326,6 +358,9 @@ class SystemRun:
         table.add_row("updates applied", f"{status.get('updates_applied', 0):.0f}")
         table.add_row("updates rejected", json.dumps(status.get("updates_rejected", {})) or "0")
         table.add_row("mean staleness", f"{status.get('mean_staleness', 0):.2f}")
+        spent, budgets = status.get("dp_epsilon_spent_by_region", {}), status.get("dp_epsilon_budget_by_region", {})
+        table.add_row("DP epsilon spent / budget (per shopper, this period)",
+                      " ".join(f"{r} {spent.get(r, 0):.2f}/{budgets[r]:g}" for r in sorted(budgets)) or "DP off")
         table.add_row("update MB sent (float32 MB)",
                       f"{status.get('update_bytes', 0) / 1e6:.2f} ({status.get('update_raw_bytes', 0) / 1e6:.1f})")
         for region, values in sorted(status.get("regions", {}).items()):
@@ -417,6 +452,18 @@ class SystemRun:
             "clean_shutdown": all(code == 0 for code in exit_codes.values()),
             "sample_recommendation": sample,
             "launches": self.evaluator.launches.summary(),
+            "privacy": {
+                "enabled": self.config.privacy,
+                "unit": "shopper",
+                "epsilon_spent_by_region": final.get("dp_epsilon_spent_by_region", {}),
+                "epsilon_budget_by_region": final.get("dp_epsilon_budget_by_region", {}),
+                "delta": self.config.trainer_privacy().delta,
+                "period_seconds": self.config.trainer_privacy().period_seconds,
+                "steps_per_period": self.config.trainer_privacy().steps_per_period,
+                "covers": "a shopper's events in one region, per day, against the aggregator and everyone "
+                          "downstream (models, recommendations, insights)",
+                "does_not_cover": "the regional trainer itself (it sees raw events); no secure aggregation",
+            },
             "timeline": self.timeline,
         }
         paths = write_report(self.out, report)

@@ -99,15 +99,17 @@ class SequenceRecommender(nn.Module):
         return content + ids
 
     def shopper_states(
-        self, history_vectors: torch.Tensor, regions: torch.Tensor
+        self, history_vectors: torch.Tensor, regions: torch.Tensor, unrolled: bool = False
     ) -> torch.Tensor:
         """[B, L, dim] item vectors of the history (right-padded) and [B] regions → [B, L, dim] states.
 
         State t summarises the history up to and including step t (causal), so one pass trains every
-        next-item prediction of a window.
+        next-item prediction of a window. ``unrolled``: the GRU step by step from its own weights (the same
+        function), which ``torch.func.vmap`` can batch where the fused kernel cannot.
         """
         if self.config.encoder == "gru":
-            hidden, _ = self.encoder(self.dropout(history_vectors))
+            hidden = self._unrolled_gru(self.dropout(history_vectors)) if unrolled \
+                else self.encoder(self.dropout(history_vectors))[0]
         else:
             length = history_vectors.shape[1]
             positions = self.position(torch.arange(length, device=history_vectors.device))
@@ -115,6 +117,23 @@ class SequenceRecommender(nn.Module):
             hidden = self.encoder(self.dropout(history_vectors + positions), mask=causal, is_causal=True)
         region = self.region(regions).unsqueeze(1).expand(-1, hidden.shape[1], -1)
         return self.head(torch.cat([self.dropout(hidden), region], dim=-1))
+
+    def _unrolled_gru(self, inputs: torch.Tensor) -> torch.Tensor:
+        """nn.GRU's equations (gates r, z, n) over [B, L, dim], one step at a time: [B, L, dim] states."""
+        gru = self.encoder
+        from_inputs = inputs @ gru.weight_ih_l0.T + gru.bias_ih_l0
+        hidden = inputs.new_zeros(inputs.shape[0], gru.hidden_size)
+        states = []
+        for step in range(inputs.shape[1]):
+            from_hidden = hidden @ gru.weight_hh_l0.T + gru.bias_hh_l0
+            input_r, input_z, input_n = from_inputs[:, step].chunk(3, dim=-1)
+            hidden_r, hidden_z, hidden_n = from_hidden.chunk(3, dim=-1)
+            reset = torch.sigmoid(input_r + hidden_r)
+            update = torch.sigmoid(input_z + hidden_z)
+            candidate = torch.tanh(input_n + reset * hidden_n)
+            hidden = (1 - update) * candidate + update * hidden
+            states.append(hidden)
+        return torch.stack(states, dim=1)
 
     def scores(
         self,
@@ -143,9 +162,8 @@ class SequenceRecommender(nn.Module):
             logits = logits + recent @ self.companion(buckets).T
         if self.recency is None:
             return logits
-        rows = torch.arange(histories.shape[0], device=histories.device).unsqueeze(1).expand_as(histories)
-        boost = self.recency[distance] * present
-        return logits.index_put((rows[present], histories[present]), boost[present], accumulate=True)
+        boost = self.recency[distance] * present  # absent positions add 0 (to item 0), so no masking needed
+        return logits.scatter_add(1, histories.clamp(min=0), boost)
 
     # ---- what the model is trained on and how it ranks: one definition for every path --------------
     def loss(self, items: ItemTensors, batch: Windows, candidates: torch.Tensor | None = None) -> tuple[
@@ -177,10 +195,24 @@ class SequenceRecommender(nn.Module):
             logits = logits.masked_fill(~candidates, float("-inf"))
         return nn.functional.cross_entropy(logits, targets[valid], reduction="none"), window_rows
 
-    def forward(self, items: ItemTensors, batch: Windows, candidates: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`prediction_losses`, so ``torch.func.functional_call`` can run the model on other tensors."""
-        return self.prediction_losses(items, batch, candidates)
+    def forward(self, items: ItemTensors, inputs: torch.Tensor, targets: torch.Tensor, regions: torch.Tensor,
+                candidates: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The summed loss and the number of predictions of windows ``inputs``/``targets`` [K, L] (PAD
+        where absent) in ``regions`` [K]: the same loss as :meth:`prediction_losses`, computed densely
+        (every position, padding masked) so ``torch.func.vmap`` can batch it over shoppers (DP-SGD)."""
+        buckets, attributes = items
+        item_vectors = self.item_vectors(buckets, attributes)
+        states = self.shopper_states(history_vectors(item_vectors, inputs), regions, unrolled=True)
+        windows, length = inputs.shape
+        histories = inputs.repeat_interleave(length, dim=0)
+        ends = torch.arange(length, device=inputs.device).repeat(windows)
+        logits = self.scores(states.reshape(windows * length, -1), item_vectors, buckets, histories, ends)
+        if candidates is not None:
+            logits = logits.masked_fill(~candidates, float("-inf"))
+        flat_targets = targets.reshape(-1)
+        valid = flat_targets != PAD
+        picked = torch.log_softmax(logits, dim=-1).gather(1, flat_targets.clamp(min=0).unsqueeze(1)).squeeze(1)
+        return -torch.where(valid, picked, torch.zeros_like(picked)).sum(), valid.sum()
 
     @torch.no_grad()
     def rank(self, items: ItemTensors, histories: Sequence[Sequence[int]], regions: Sequence[int],
