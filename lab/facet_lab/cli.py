@@ -131,7 +131,8 @@ def run(
     kill_at: float = typer.Option(60.0, help="When to kill it (seconds)."),
     seed: int = typer.Option(7, help="Workload seed."),
     out: Path = typer.Option(Path("runs"), help="Where the report is written."),
-    privacy: bool = typer.Option(True, help="Shopper-level DP in the trainers (--no-privacy: development only)."),
+    privacy: bool = typer.Option(False, help="Shopper-level DP in the trainers (off here: the run's population is "
+                                 "too small for DP to pay; see README \"Privacy\")."),
     epsilon: float = typer.Option(8.0, help="The trainers' epsilon per shopper per day, spent within the run."),
 ) -> None:
     """The main job: the whole system on the embedded broker (unless KAFKA_BOOTSTRAP_SERVERS), then a report."""

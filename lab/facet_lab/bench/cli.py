@@ -91,7 +91,7 @@ def privacy(
     rounds: int = typer.Option(12, min=1, help="Federated time budget, in synchronous-round times."),
     local_steps: int = typer.Option(4, min=1, help="Steps per region per round (DP-SGD steps under DP)."),
     expected_shoppers: int = typer.Option(256, min=1, help="Expected shoppers per DP-SGD step, every region."),
-    clip_norm: float = typer.Option(1.0, help="Bound on one shopper's gradient."),
+    clip_norm: float = typer.Option(0.1, help="Bound on one shopper's gradient."),
     dp_lr: float = typer.Option(1e-2, help="Local learning rate under DP (Adam)."),
     epsilon: list[float] = typer.Option([1.0, 2.0, 4.0, 8.0], help="Budgets to run (repeatable)."),
     max_tests: int = typer.Option(3_000, help="Held-out cases scored (a seeded sample)."),

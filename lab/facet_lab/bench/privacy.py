@@ -38,7 +38,7 @@ class PrivacyOptions:
     rounds: int = 12
     #: Expected sampled shoppers per DP-SGD step in every region (the sampling rate follows its size).
     expected_shoppers: int = 256
-    clip_norm: float = 1.0
+    clip_norm: float = 0.1
     delta: float = 1e-7
     lr: float = 1e-2
     frozen_parameters: tuple[str, ...] = PrivacySettings.model_fields["frozen_parameters"].default

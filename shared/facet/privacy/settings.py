@@ -26,7 +26,7 @@ class PrivacySettings(BaseModel):
     #: DP-SGD steps the budget pays for in one period; the noise is set so they spend exactly ``epsilon``.
     steps_per_period: int = Field(default=2_000, ge=1)
     #: Bound on one shopper's whole contribution to a step (the L2 norm of their clipped gradient).
-    clip_norm: float = Field(default=1.0, gt=0)
+    clip_norm: float = Field(default=0.1, gt=0)
     #: A sampled shopper contributes at most this many windows (a random choice of theirs): bounds compute,
     #: not privacy (clipping does that).
     max_windows_per_shopper: int = Field(default=4, ge=1)
