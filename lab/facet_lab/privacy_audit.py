@@ -74,9 +74,9 @@ def run_privacy_audit(setup: AuditSetup, accountant: Accountant = spent_epsilon,
     with torch.random.fork_rng(devices=[]), Progress(transient=True, disable=not show_progress) as progress:
         torch.manual_seed(setup.seed)
         task = progress.add_task("DP-SGD with canaries", total=steps)
-        for _ in range(0, steps, 10):
-            learner.train_private(catalogue, pool, min(10, steps - progress.tasks[0].completed))
-            progress.update(task, completed=min(steps, progress.tasks[0].completed + 10))
+        for done in range(0, steps, 10):
+            learner.train_private(catalogue, pool, min(10, steps - done))
+            progress.advance(task, min(10, steps - done))
     training_seconds = time.perf_counter() - started
     model = learner.model
     scores = model.rank(catalogue_tensors(catalogue), [[int(a)] for a in pairs[:, 0]],

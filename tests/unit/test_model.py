@@ -116,3 +116,28 @@ def test_rank_scores_every_item_for_each_history_and_a_cold_shopper() -> None:
 def test_the_candidates_are_the_items_the_training_windows_hold() -> None:
     windows = [make_windows([(0, [0, 3, 5])], 8), make_windows([(1, [5, 7])], 8), make_windows([], 8)]
     assert candidates_seen_in(windows, 10).nonzero().flatten().tolist() == [0, 3, 5, 7]
+
+
+def test_the_dense_forward_dp_sgd_batches_is_the_training_loss() -> None:
+    """DP-SGD's per-shopper loss (every position, an unrolled GRU) must be the loss every other path trains."""
+    import numpy as np
+    import pytest
+    import torch
+    from facet.model.examples import make_windows
+    from facet.model.network import ModelConfig, new_model
+
+    config = ModelConfig(id_buckets=512, attribute_buckets=128, dim=16, max_history=6, dropout=0.0, id_dropout=0.0,
+                         companion_dim=8)
+    model = new_model(config, seed=1)
+    with torch.no_grad():
+        model.recency.normal_()
+        model.item_id.weight.normal_()
+    rng = np.random.default_rng(0)
+    windows = make_windows([(1, list(rng.integers(0, 40, rng.integers(2, 15)))) for _ in range(10)], 6)
+    items = (torch.from_numpy(rng.integers(0, 512, 40)), torch.from_numpy(rng.integers(0, 128, (40, 7))))
+    with torch.no_grad():
+        loss, count = model.loss(items, windows)
+        total, dense_count = model(items, torch.from_numpy(windows.inputs), torch.from_numpy(windows.targets),
+                                   torch.from_numpy(windows.regions))
+    assert int(dense_count) == count
+    assert float(total / dense_count) == pytest.approx(float(loss), rel=1e-5)

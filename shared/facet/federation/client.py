@@ -65,8 +65,7 @@ class LocalLearner:
         self._losses: list[float] = []
         self._train_seconds = 0.0
         self._round = 0
-        #: What the last update trained on, kept locally (under DP it is not published).
-        self.last_local_loss = float("nan")
+        #: Throughput of the last update, kept locally (under DP it is not published).
         self.last_samples_per_second = 0.0
         self._generator = torch.Generator().manual_seed(seed)
         self._rng = np.random.default_rng(seed)
@@ -127,7 +126,7 @@ class LocalLearner:
         returns the mean loss of the sampled shoppers. The caller accounts the steps against its budget."""
         if not self.ready:
             raise RuntimeError("no global model yet")
-        if self.privacy is None or not self.privacy.enabled:
+        if self.privacy is None or not self.private:
             raise RuntimeError("train_private needs privacy enabled")
         started = time.perf_counter()
         items = catalogue_tensors(catalogue)
@@ -168,7 +167,6 @@ class LocalLearner:
             raw_bytes=raw,
             codec=self.codec.name,
         )
-        self.last_local_loss = sum(self._losses) / len(self._losses) if self._losses else float("nan")
         self.last_samples_per_second = self._samples / self._train_seconds if self._train_seconds else 0.0
         self._samples = self._steps = self._published_samples = 0
         self._losses = []

@@ -121,11 +121,13 @@ class SequenceRecommender(nn.Module):
     def _unrolled_gru(self, inputs: torch.Tensor) -> torch.Tensor:
         """nn.GRU's equations (gates r, z, n) over [B, L, dim], one step at a time: [B, L, dim] states."""
         gru = self.encoder
-        from_inputs = inputs @ gru.weight_ih_l0.T + gru.bias_ih_l0
+        assert isinstance(gru, nn.GRU)  # only called for the GRU encoder
+        weight_ih, weight_hh, bias_ih, bias_hh = gru.all_weights[0]  # as functional_call swapped them in
+        from_inputs = inputs @ weight_ih.T + bias_ih
         hidden = inputs.new_zeros(inputs.shape[0], gru.hidden_size)
         states = []
         for step in range(inputs.shape[1]):
-            from_hidden = hidden @ gru.weight_hh_l0.T + gru.bias_hh_l0
+            from_hidden = hidden @ weight_hh.T + bias_hh
             input_r, input_z, input_n = from_inputs[:, step].chunk(3, dim=-1)
             hidden_r, hidden_z, hidden_n = from_hidden.chunk(3, dim=-1)
             reset = torch.sigmoid(input_r + hidden_r)

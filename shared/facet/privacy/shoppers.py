@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -41,9 +42,10 @@ class ShopperWindows:
         chosen = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
         return self.windows.subset(chosen), (np.concatenate(owners) if owners else chosen)
 
-    @property
+    @cached_property
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Windows are stored grouped by owner: each shopper's [start, end) rows."""
+        """Windows are stored grouped by owner: each shopper's [start, end) rows (once per pool, not per
+        chunk of every step)."""
         counts = np.bincount(self.owners, minlength=self.shoppers)
         ends = np.cumsum(counts)
         return ends - counts, ends
