@@ -1,5 +1,5 @@
 # One image per Facet service, each with only the shared library and that service (no lab, no plots):
-#   docker build --target trainer -t facet-trainer .   (likewise ingest, aggregator, recommender)
+#   docker build --target trainer -t facet-trainer .   (likewise ingest, aggregator, recommender, insights)
 # `facet-<service>` is each image's entry point: `facet-trainer --region us`, `facet-ingest`, ...
 # Size estimate: ~1 GB each (python:3.11-slim ~130 MB + CPU-only torch ~750 MB + the rest ~150 MB);
 # the torch layer is shared by all four. The CUDA build of torch would add several GB: the CPU wheel
@@ -55,6 +55,12 @@ RUN /opt/facet/bin/pip install -c constraints.txt ./services/recommender \
     && find /opt/facet -name '__pycache__' -prune -exec rm -rf {} + \
     && rm -rf /opt/facet/lib/python3.11/site-packages/torch/include
 
+FROM library AS build-insights
+COPY services/insights services/insights
+RUN /opt/facet/bin/pip install -c constraints.txt ./services/insights \
+    && find /opt/facet -name '__pycache__' -prune -exec rm -rf {} + \
+    && rm -rf /opt/facet/lib/python3.11/site-packages/torch/include
+
 FROM runtime AS ingest
 LABEL org.opencontainers.image.title="facet-ingest"
 COPY --from=build-ingest /opt/facet /opt/facet
@@ -74,3 +80,8 @@ FROM runtime AS recommender
 LABEL org.opencontainers.image.title="facet-recommender"
 COPY --from=build-recommender /opt/facet /opt/facet
 ENTRYPOINT ["facet-recommender"]
+
+FROM runtime AS insights
+LABEL org.opencontainers.image.title="facet-insights"
+COPY --from=build-insights /opt/facet /opt/facet
+ENTRYPOINT ["facet-insights"]

@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install run test lint bench clean
 
-PACKAGES := -e ./shared -e ./services/ingest -e ./services/trainer -e ./services/aggregator -e ./services/recommender -e '.[dev]'
+PACKAGES := -e ./shared -e ./services/ingest -e ./services/trainer -e ./services/aggregator -e ./services/recommender -e ./services/insights -e '.[dev]'
 MANIFESTS := pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml) constraints.txt
 
 $(STAMP): $(MANIFESTS)

@@ -43,7 +43,8 @@ def signed_model(version: int, *, seed: int | None = None, epoch: int = 0, confi
 
 
 def model_env(prefix: str, config: ModelConfig = TINY_MODEL) -> dict[str, str]:
-    return {f"{prefix}MODEL__{k.upper()}": str(v) for k, v in config.model_dump().items()}
+    return {f"{prefix}MODEL__{k.upper()}": json.dumps(list(v)) if isinstance(v, tuple) else str(v)
+            for k, v in config.model_dump().items()}
 
 
 def kafka_env(kafka: KafkaSettings, topics: TopicSettings) -> dict[str, str]:

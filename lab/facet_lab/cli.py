@@ -15,6 +15,7 @@ from facet.evaluation.datasets import DatasetName
 from facet.logging import configure_logging
 from facet_aggregator.cli import aggregator as aggregator_command
 from facet_ingest.cli import ingest as ingest_command
+from facet_insights.cli import insights as insights_service_command
 from facet_recommender.cli import recommender as recommender_command
 from facet_trainer.cli import trainer as trainer_command
 
@@ -151,6 +152,32 @@ app.command("aggregator")(aggregator_command)
 app.command("trainer")(trainer_command)
 app.command("ingest")(ingest_command)
 app.command("recommender")(recommender_command)
+app.command("insights-service")(insights_service_command)
+
+
+@app.command("insights")
+def insights(
+    region: str = typer.Option(..., help="The region whose figures to print."),
+    url: str = typer.Option("http://127.0.0.1:8084", envvar="FACET_INSIGHTS_URL", help="The insights service."),
+    key: str = typer.Option(..., envvar="FACET_INSIGHTS_KEY", help="A key with the insights:read scope."),
+) -> None:
+    """Print one region's insights as tables: lifts, what is rising, similar markets, opportunities."""
+    import httpx
+    from facet.insights.views import InsightsOverview
+    from rich.console import Console
+
+    from facet_lab.insights_view import print_region
+
+    response = httpx.get(url.rstrip("/") + "/v1/insights", headers={"X-API-Key": key}, timeout=30)
+    if response.status_code != 200:
+        typer.echo(f"insights service answered {response.status_code}: {response.text[:300]}", err=True)
+        raise typer.Exit(1)
+    overview = InsightsOverview.model_validate(response.json())
+    found = next((r for r in overview.region_insights if r.region == region), None)
+    if found is None:
+        typer.echo(f"no insights for {region!r}; regions: {', '.join(overview.regions)}", err=True)
+        raise typer.Exit(1)
+    print_region(Console(), overview, found)
 
 
 @app.command("eval")

@@ -50,6 +50,7 @@ def run_eval_command(dataset: str, modes: list[str], json_path: Path, epochs: in
     config = DATASET_MODELS[name]
     epochs = epochs or DATASET_EPOCHS[name]
     split = leave_last_out(events, config.feature_space())
+    config = config.with_regions(split.regions)  # every market its own embedding row
     report = run_evaluation(split, config=config, modes=modes, epochs=epochs, seed=seed)
     report["dataset"] = name.value
     report["epochs"] = epochs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from facet.errors import ConfigurationError
@@ -20,7 +21,7 @@ def _ring() -> KeyRing:
 
 def _status(dependency: object, **headers: str | None) -> int | str:
     try:
-        return dependency(**headers).name  # type: ignore[operator,no-any-return]
+        return dependency(request=SimpleNamespace(cookies={}), **headers).name  # type: ignore[operator,no-any-return]
     except HTTPException as error:
         return error.status_code
 

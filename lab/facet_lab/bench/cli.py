@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 
 bench_app = typer.Typer(help="Benchmarks: ratios against a baseline measured in the same run.", no_args_is_help=True)
 console = Console()
@@ -119,6 +120,42 @@ def privacy(
 
     result = run_privacy_benchmark(setup, options, epsilon, on_partial=write_partial)
     result["seconds"] = time.perf_counter() - started
+    payload = write_result(json_path, result.pop("summary"), dataset=name.value, **result)
+    _report(json_path, payload)
+
+
+@bench_app.command("insights")
+def insights(
+    dataset: str = typer.Option("synthetic", help="synthetic or retail."),
+    json_path: Path = typer.Option(Path("reports/bench-insights.json"), "--json"),
+    sessions: int = typer.Option(20_000, help="Synthetic sessions."),
+    rounds: int = typer.Option(12, min=1, help="Federated training budget, in synchronous-round times."),
+    local_steps: int = typer.Option(8, min=1),
+    seed: int = typer.Option(0),
+) -> None:
+    """Insights from the federated model against the planted tastes (synthetic) or the raw file's category
+    shares (retail), and export opportunities against "most popular in A" on a time split."""
+    from facet.evaluation.datasets import DatasetName, load_events
+    from facet.workload.generator import JewelryWorkload, WorkloadConfig
+
+    from facet_lab.bench.common import write_result
+    from facet_lab.bench.insights import InsightsOptions, run_insights_benchmark
+    from facet_lab.evaluate import DATASET_MODELS
+
+    name = DatasetName(dataset)
+    if name is DatasetName.JEWELRY:
+        raise typer.BadParameter("the jewelry file has no real regions (they are simulated from taste)")
+    options = InsightsOptions(rounds=rounds, local_steps=local_steps, seed=seed)
+    workload = None
+    if name is DatasetName.SYNTHETIC:
+        workload = JewelryWorkload(WorkloadConfig(sessions=sessions, seed=seed + 7))
+        events = list(workload.events())
+    else:
+        events = load_events(name)
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"federated training on {name.value}", total=None)
+        result = run_insights_benchmark(name.value, events, DATASET_MODELS[name], options, workload,
+                                        tick=lambda: progress.advance(task))
     payload = write_result(json_path, result.pop("summary"), dataset=name.value, **result)
     _report(json_path, payload)
 

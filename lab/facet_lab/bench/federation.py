@@ -98,6 +98,7 @@ class Trace:
 
 def build_setup(split: Split, config: ModelConfig, slowdown: dict[str, float], *, max_tests: int = 3000,
                 seed: int = 0, **options: Any) -> FederationSetup:
+    config = config.with_regions(split.regions)  # every market its own embedding row
     space = config.feature_space()
     windows: dict[str, Windows] = {}
     for region in split.regions:

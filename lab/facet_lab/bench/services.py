@@ -198,7 +198,8 @@ def run_recommend_benchmark(
     asyncio.run(publish())
     env = {
         **_env(kafka, topics),
-        **{f"FACET_RECOMMENDER_MODEL__{k.upper()}": str(v) for k, v in config.model_dump().items()},
+        **{f"FACET_RECOMMENDER_MODEL__{k.upper()}": json.dumps(list(v)) if isinstance(v, tuple) else str(v)
+           for k, v in config.model_dump().items()},
         "FACET_RECOMMENDER_MODEL_TRUST__PUBLIC_KEYS": json.dumps([public_key]),
         "FACET_RECOMMENDER_API_KEYS": json.dumps({"bench": {"key_sha256": [hash_api_key(API_KEY)],
                                                             "storefront": "us-web",

@@ -24,6 +24,7 @@ import torch
 from facet.config import DEFAULT_REGIONS, KafkaSettings, TopicSettings
 from facet.contracts import BehaviourEvent, GlobalModel
 from facet.federation.model_signing import generate_keypair
+from facet.insights.products import ProductRecord
 from facet.kafka.admin import create_all_topics
 from facet.kafka.broker import provision_broker
 from facet.logging import get_logger
@@ -38,6 +39,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from facet_lab.insights_view import summarize_insights
 from facet_lab.system.live_eval import LiveEvaluator
 from facet_lab.system.report import write_report
 from facet_lab.system.scrape import scrape
@@ -88,7 +90,7 @@ def _env_value(value: object) -> str:
 
 
 def _model_env(prefix: str) -> dict[str, str]:
-    return {f"{prefix}MODEL__{k.upper()}": str(v) for k, v in SYSTEM_MODEL.model_dump().items()}
+    return {f"{prefix}MODEL__{k.upper()}": _env_value(v) for k, v in SYSTEM_MODEL.model_dump().items()}
 
 
 class SystemRun:
@@ -112,6 +114,9 @@ class SystemRun:
         self._last_sent = 0
         self._last_t = 0.0
         self._chaos_done = False
+        self.announced: set[str] = set()
+        self.insights: dict[str, Any] | None = None
+        self.insights_key = self.catalogue_key = ""
         #: Keys this run hands out: one per storefront (ingest and the recommenders bind each key to its
         #: storefront), and the model key pair (the aggregator signs, everyone else verifies).
         self.storefront_keys: dict[str, str] = {}
@@ -172,6 +177,15 @@ class SystemRun:
                 **common, **_model_env("FACET_RECOMMENDER_"), **{f"FACET_RECOMMENDER_{k}": v for k, v in trust.items()},
                 "FACET_RECOMMENDER_API_KEYS": json.dumps(readers),
             })
+        self.insights_key, self.catalogue_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        self.supervisor.start("insights", ["insights-service"], {
+            **common, **_model_env("FACET_INSIGHTS_"), **{f"FACET_INSIGHTS_{k}": v for k, v in trust.items()},
+            "FACET_INSIGHTS_API_KEYS": json.dumps({
+                "merchandising": {"key_sha256": [hash_api_key(self.insights_key)], "scopes": ["insights:read"]},
+                "catalogue-feed": {"key_sha256": [hash_api_key(self.catalogue_key)], "scopes": ["catalogue:write"]}}),
+            "FACET_INSIGHTS_CATALOGUE_FILE": str(self.write_product_feed()),
+            "FACET_INSIGHTS_SECURE_COOKIE": "false",  # plain HTTP on loopback
+        })
         self.supervisor.start("ingest", ["ingest"], {
             **common,
             "FACET_INGEST_REGIONS": json.dumps(list(self.config.regions)),
@@ -180,6 +194,31 @@ class SystemRun:
             # The generator's clock starts in January 2026 and replays reach back to 2010: both are history.
             "FACET_INGEST_MAX_EVENT_AGE_DAYS": "36500",
         })
+
+    def write_product_feed(self) -> Path:
+        """The seller's product feed for the insights service: the generator's catalogue at the start (items
+        it launches later are announced as they first sell); replays have no feed of their own."""
+        path = self.out / "products.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = []
+        if self.config.source == "generator":
+            catalogue = JewelryWorkload(WorkloadConfig(seed=self.config.seed, sessions=1)).catalogue
+            lines = [ProductRecord(item_id=item_id, attributes=catalogue.attributes(i), price=catalogue.price_usd[i],
+                                   currency="USD").model_dump_json(exclude_none=True)
+                     for i, item_id in enumerate(catalogue.item_ids)]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    async def announce_launches(self, client: httpx.AsyncClient, batch: list[BehaviourEvent]) -> None:
+        """Announce each item the generator launched to the insights service once, as merchandising would."""
+        for event in batch:
+            if event.item_id in self.announced or not self._is_launch(event.item_id) or event.attributes is None:
+                continue
+            self.announced.add(event.item_id)
+            with contextlib.suppress(httpx.HTTPError):
+                await client.post(self.url("insights", "/v1/items"), headers={"X-API-Key": self.catalogue_key},
+                                  json={"item_id": event.item_id, "attributes": event.attributes.model_dump(
+                                      exclude_none=True)}, timeout=5)
 
     def url(self, name: str, path: str) -> str:
         return self.supervisor.processes[name].url(path)
@@ -238,6 +277,7 @@ class SystemRun:
                 await asyncio.sleep(max(0.0, next_send - time.monotonic()))
                 next_send = max(next_send + interval, time.monotonic() - 1.0)
                 await self._post_by_storefront(client, batch)
+                await self.announce_launches(client, batch)
                 batch = []
         if batch:
             await self._post_by_storefront(client, batch)
@@ -415,14 +455,25 @@ class SystemRun:
                     self.stop.set()
                     await asyncio.gather(producer, monitor, return_exceptions=True)
                     sample = await self._sample_recommendation(client)
+                    self.insights = await self._insights_summary(client)
                     feed_stop.set()
                     await feed
                 finally:
                     names = list(self.supervisor.processes)
-                    order = ["ingest", *[n for n in names if n.startswith("trainer-")], "aggregator",
+                    order = ["ingest", *[n for n in names if n.startswith("trainer-")], "aggregator", "insights",
                              *[n for n in names if n.startswith("recommender-")]]
                     exit_codes = self.supervisor.stop(order=[n for n in order if n in self.supervisor.processes])
         return self._write(exit_codes, sample)
+
+    async def _insights_summary(self, client: httpx.AsyncClient) -> dict[str, Any] | None:
+        """What the insights service says at the end, for the report (its page: ``url``)."""
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            response = await client.get(self.url("insights", "/v1/insights"), timeout=10,
+                                        headers={"X-API-Key": self.insights_key})
+            if response.status_code != 200:
+                return {"status": response.status_code}
+            return summarize_insights(response.json(), self.url("insights", "/"))
+        return None
 
     async def _sample_recommendation(self, client: httpx.AsyncClient) -> dict[str, Any] | None:
         region = self.config.regions[0]
@@ -453,6 +504,7 @@ class SystemRun:
             "exit_codes": exit_codes,
             "clean_shutdown": all(code == 0 for code in exit_codes.values()),
             "sample_recommendation": sample,
+            "insights": self.insights,
             "launches": self.evaluator.launches.summary(),
             "privacy": {
                 "enabled": self.config.privacy,

@@ -37,12 +37,18 @@ class FeatureSpace:
     id_buckets: int = 32_768
     attribute_buckets: int = 4_096
     region_buckets: int = 64
+    #: Regions with a row of their own (the first rows, in this order); any other region hashes into the
+    #: rest. Hashing alone put "us" and "in" in one row of 64, so two markets shared one embedding.
+    regions: tuple[str, ...] = ()
 
     def item_bucket(self, item_id: str) -> int:
         return stable_bucket("item/" + item_id, self.id_buckets)
 
     def region_bucket(self, region: str) -> int:
-        return stable_bucket("region/" + region, self.region_buckets)
+        if region in self.regions:
+            return self.regions.index(region)
+        reserved = len(self.regions)
+        return reserved + stable_bucket("region/" + region, self.region_buckets - reserved)
 
     def attribute_codes(
         self, attributes: ItemAttributes | None, price: float | None, currency: str | None

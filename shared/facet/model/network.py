@@ -19,9 +19,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from facet.config import DEFAULT_REGIONS
 from facet.model.examples import PAD, Windows
 from facet.model.features import NUM_ITEM_FEATURES, FeatureSpace
 
@@ -37,6 +38,9 @@ class ModelConfig(BaseModel):
     id_buckets: int = Field(default=32_768, ge=16)
     attribute_buckets: int = Field(default=4_096, ge=16)
     region_buckets: int = Field(default=64, ge=1)
+    #: Regions that get an embedding row of their own (every process must list the same, in the same
+    #: order); others share hashed rows. The default names the regions Facet is deployed with.
+    regions: tuple[str, ...] = DEFAULT_REGIONS
     dropout: float = Field(default=0.1, ge=0, lt=1)
     #: Share of items whose id embedding is hidden in a training step (teaches the attribute path).
     id_dropout: float = Field(default=0.2, ge=0, lt=1)
@@ -54,8 +58,19 @@ class ModelConfig(BaseModel):
     #: How many of the most recent items feed that term, each with a learned weight by distance.
     companion_span: int = Field(default=3, ge=1, le=64)
 
+    @model_validator(mode="after")
+    def _regions_fit(self) -> ModelConfig:
+        if len(set(self.regions)) != len(self.regions) or len(self.regions) >= self.region_buckets:
+            raise ValueError(f"regions must be distinct and fewer than region_buckets ({self.region_buckets})")
+        return self
+
     def feature_space(self) -> FeatureSpace:
-        return FeatureSpace(self.id_buckets, self.attribute_buckets, self.region_buckets)
+        return FeatureSpace(self.id_buckets, self.attribute_buckets, self.region_buckets, self.regions)
+
+    def with_regions(self, regions: Sequence[str]) -> ModelConfig:
+        """This config with ``regions`` given rows of their own (a dataset's markets, say)."""
+        named = tuple(dict.fromkeys([*self.regions, *regions]))
+        return self.model_copy(update={"regions": named[: self.region_buckets - 1]})
 
 
 class SequenceRecommender(nn.Module):

@@ -20,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Header, HTTPException
+from fastapi import Header, HTTPException, Request
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings
 
@@ -33,6 +33,7 @@ class Scope(StrEnum):
     EVENTS_WRITE = "events:write"
     RECOMMENDATIONS_READ = "recommendations:read"
     CATALOGUE_WRITE = "catalogue:write"
+    INSIGHTS_READ = "insights:read"
 
 
 def hash_api_key(key: str) -> str:
@@ -79,14 +80,18 @@ class KeyRing:
         # Looking up the digest leaks nothing about the key: an attacker would need a sha256 preimage.
         return self.by_digest.get(hash_api_key(key))
 
-    def dependency(self, scope: Scope) -> Callable[..., ApiClient]:
-        """A FastAPI dependency: the calling client, if its key is known and holds ``scope``."""
+    def dependency(self, scope: Scope, cookie: str | None = None) -> Callable[..., ApiClient]:
+        """A FastAPI dependency: the calling client, if its key is known and holds ``scope``. ``cookie``
+        also accepts the key from that cookie (a browser page's login; the cookie is HttpOnly)."""
 
         def client_of(
+            request: Request,
             authorization: Annotated[str | None, Header()] = None,
             x_api_key: Annotated[str | None, Header()] = None,
         ) -> ApiClient:
             key = x_api_key or (authorization[7:] if authorization and authorization.startswith("Bearer ") else None)
+            if not key and cookie is not None:
+                key = request.cookies.get(cookie)
             if not key:
                 raise HTTPException(401, "missing API key (X-API-Key or Authorization: Bearer)",
                                     headers={"WWW-Authenticate": "Bearer"})

@@ -28,6 +28,7 @@ from facet.kafka.dlq import DeadLetterPublisher
 from facet.logging import get_logger
 from facet.model.network import ModelConfig
 from facet.service import metric_names as names
+from facet.service.health import Health
 from facet.service.models import fetch_parameters
 
 log = get_logger(__name__)
@@ -130,7 +131,9 @@ async def follow_models(
     on_model: OnModel,
     stop: asyncio.Event,
     dlq: DeadLetterPublisher | None = None,
+    health: Health | None = None,
 ) -> None:
+    """``health``, when given, is ticked on every poll: for a process whose only loop is this one."""
     consumer = make_consumer(kafka, kafka.federation_servers(), group_id=None)
     await consumer.start()
     try:
@@ -138,6 +141,8 @@ async def follow_models(
             return
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
+            if health is not None:
+                health.tick()
             newest: GlobalModel | None = None
             for records in batches.values():
                 for record in records:

@@ -1,0 +1,1 @@
+"""Cross-border preference insights derived from what already crosses borders: the global model."""
