@@ -65,9 +65,9 @@ def print_region(console: Console, overview: InsightsOverview, region: RegionIns
     table = Table(title=f"opportunities from {region.region} (expected lift in the target)", title_justify="left")
     for column in ("into", "piece", "item", "lift", "±"):
         table.add_column(column, justify="right" if column in ("lift", "±") else "left")
-    for view in overview.opportunities:
-        if view.source == region.region:
-            for item in view.items:
-                table.add_row(view.target, item.label, item.item_id, f"×{item.expected_lift:.1f}",
+    for pair in overview.opportunities:
+        if pair.source == region.region:
+            for item in pair.items:
+                table.add_row(pair.target, item.label, item.item_id, f"×{item.expected_lift:.1f}",
                               f"{item.expected_lift_spread:.1f}")
     console.print(table)

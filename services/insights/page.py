@@ -11,7 +11,7 @@ from html import escape
 
 from facet.insights.views import InsightsOverview, RegionInsights
 
-CELL, LABEL_W, HEADER_H = 44, 56, 96
+CELL, LABEL_W, HEADER_H = 44, 56, 130
 
 
 def _colour(log_ratio: float, scale: float = math.log(3.0)) -> str:

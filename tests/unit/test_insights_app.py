@@ -11,7 +11,7 @@ from facet.insights.products import ProductRecord
 from facet.insights.report import ReportOptions
 from facet.model.network import new_model
 from facet.service.health import Health
-from facet_insights.app import COOKIE, create_app
+from facet_insights.app import create_app
 from facet_insights.settings import InsightsSettings
 from facet_insights.state import InsightsState
 
@@ -84,7 +84,8 @@ async def test_the_page_signs_in_with_an_httponly_cookie_and_draws_the_api_figur
     client, _ = _client()
     signed = await client.post("/v1/session", json={"key": READER})
     assert signed.status_code == 200
-    assert "httponly" in signed.headers["set-cookie"].lower() and "samesite=strict" in signed.headers["set-cookie"].lower()
+    cookie = signed.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
     page = await client.get("/")
     assert page.status_code == 200 and 'id="lift-heatmap"' in page.text
     api = (await client.get("/v1/insights")).json()  # the cookie works for the API the page polls, too
@@ -98,9 +99,11 @@ async def test_announcements_need_the_catalogue_scope_and_stop_at_the_cap() -> N
     client, state = _client(max_items=50)
     item = {"item_id": "new-1", "attributes": {"metal": "gold"}, "price": 10.0, "currency": "USD"}
     assert (await client.post("/v1/items", json=item, headers={"X-API-Key": READER})).status_code == 403
-    assert (await client.post("/v1/items", json={**item, "currency": None}, headers={"X-API-Key": WRITER})).status_code == 422
+    no_currency = {**item, "currency": None}
+    assert (await client.post("/v1/items", json=no_currency, headers={"X-API-Key": WRITER})).status_code == 422
     assert (await client.post("/v1/items", json=item, headers={"X-API-Key": WRITER})).status_code == 201
-    assert (await client.post("/v1/items", json={**item, "item_id": "new-2"}, headers={"X-API-Key": WRITER})).status_code == 201
+    second = {**item, "item_id": "new-2"}
+    assert (await client.post("/v1/items", json=second, headers={"X-API-Key": WRITER})).status_code == 201
     full = await client.post("/v1/items", json={**item, "item_id": "new-3"}, headers={"X-API-Key": WRITER})
     assert full.status_code == 409 and len(state.products) == 50
     assert json.loads(full.text)["detail"].startswith("the catalogue holds")

@@ -241,12 +241,12 @@ def run_insights_benchmark(dataset: str, events: Sequence[BehaviourEvent], confi
         values, codes = products.codes("category")
         reported_all = FieldLifts("category", values, value_shares(demand, codes, len(values)),
                                   np.zeros(len(values)))
-        truth = restricted(truth_all, largest)
-        reported = restricted(reported_all, largest)
-        comparison = compare_lifts({"category": reported}, {"category": truth}, regions, ["category"])
+        truth_categories = restricted(truth_all, largest)
+        comparison = compare_lifts({"category": restricted(reported_all, largest)}, {"category": truth_categories},
+                                   regions, ["category"])
         summary["spearman_ground_truth_retail"] = comparison["mean"]
         result["ground_truth"] = {**comparison, "countries": {r: shoppers[r] for r in regions},
-                                  "categories": truth.values}
+                                  "categories": truth_categories.values}
     precision = opportunity_precision(demand, regions, before, after, products, options.top_k)
     summary["opportunity_precision_at_20_ratio"] = precision["ratio"]
     summary["opportunity_precision_at_20_model"] = precision["precision_model"]

@@ -201,7 +201,7 @@ class SystemRun:
         path = self.out / "products.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = []
-        if self.config.source == "generator":
+        if self.config.replay is None:
             catalogue = JewelryWorkload(WorkloadConfig(seed=self.config.seed, sessions=1)).catalogue
             lines = [ProductRecord(item_id=item_id, attributes=catalogue.attributes(i), price=catalogue.price_usd[i],
                                    currency="USD").model_dump_json(exclude_none=True)

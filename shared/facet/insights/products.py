@@ -46,10 +46,8 @@ class ProductFacts:
             return known
         position = self.catalogue.add(item_id, attributes, price, currency)
         for name in INSIGHT_FIELDS:
-            if name == "price_band":
-                value = price_band(price, currency)
-            else:
-                value = getattr(attributes, name, None) if attributes else None
+            value: str | None = price_band(price, currency) if name == "price_band" else \
+                getattr(attributes, name, None) if attributes else None
             self.values[name].append(value or UNKNOWN)
         return position
 
