@@ -31,7 +31,11 @@ from facet.insights.demand import regional_demand
 from facet.insights.lifts import FieldLifts, field_lifts, value_shares
 from facet.insights.opportunities import candidates, opportunities
 from facet.insights.products import ProductFacts
+from facet.insights.regional_counts import RegionCounts, counted_lifts, item_exposure
+from facet.insights.statistics import COUNTED_FIELDS, SENSITIVITY, CountSpace, add_noise, interest_counts
 from facet.model.network import ModelConfig, SequenceRecommender
+from facet.privacy.accounting import spent_epsilon
+from facet.privacy.settings import STATISTICS_PRIVACY, PrivacySettings
 from facet.workload.catalogue import CATEGORIES, METALS, default_regions, region_affinity
 from facet.workload.generator import JewelryWorkload
 from scipy.stats import spearmanr
@@ -46,6 +50,11 @@ class InsightsOptions:
     rounds: int = 12
     local_steps: int = 8
     cutoff: float = 0.7
+    #: The trainers' release budget (their default): epsilon per day over this many releases a day.
+    statistics: PrivacySettings = STATISTICS_PRIVACY
+    #: An item counts as already bought in a region when its noisy count stands this many noise sigmas
+    #: clear of zero.
+    exposure_sigmas: float = 2.0
     top_k: int = 20
     #: Retail: countries with at least this many shoppers, and the categories compared (largest first).
     min_shoppers: int = 50
@@ -147,6 +156,28 @@ def restricted(lifts: FieldLifts, keep: Sequence[int]) -> FieldLifts:
     return FieldLifts(lifts.field, [lifts.values[i] for i in keep], shares, shares.mean(axis=0))
 
 
+def noisy_counts(events: Sequence[BehaviourEvent], products: ProductFacts, regions: Sequence[str],
+                 space: CountSpace, settings: PrivacySettings, seed: int) -> tuple[list[RegionCounts], int]:
+    """Each region's releases over ``events`` as its trainer makes them (one per release interval with
+    shoppers in it, each with its own noise), summed; and the most releases any region made."""
+    rng = np.random.default_rng(seed)
+    interval = settings.period_seconds / settings.steps_per_period
+    buckets, _ = products.catalogue.arrays()
+    values = [space.item_values({name: products.values[name][i] if products.values[name][i] != "?" else None
+                                 for name in COUNTED_FIELDS}) for i in range(len(products))]
+    windows: dict[tuple[str, int], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for event in events:
+        index = products.catalogue.index.get(event.item_id)
+        if index is not None and event.region in regions:
+            windows[(event.region, int(event.occurred_at.timestamp() // interval))][event.shopper_id].append(index)
+    noise = settings.noise_multiplier()
+    totals = {r: RegionCounts(np.zeros(space.size)) for r in regions}
+    for (region, _), shoppers in sorted(windows.items()):
+        exact = interest_counts(shoppers.values(), buckets, values, space)
+        totals[region].add(add_noise(exact, noise, rng), noise * SENSITIVITY)
+    return [totals[r] for r in regions], max((t.releases for t in totals.values()), default=0)
+
+
 def purchases_by_region(events: Sequence[BehaviourEvent], products: ProductFacts) -> dict[str, set[int]]:
     bought: dict[str, set[int]] = defaultdict(set)
     for event in events:
@@ -166,7 +197,8 @@ def popularity_by_region(events: Sequence[BehaviourEvent], products: ProductFact
 
 
 def opportunity_precision(demand: np.ndarray, regions: Sequence[str], before: Sequence[BehaviourEvent],
-                          after: Sequence[BehaviourEvent], products: ProductFacts, k: int) -> dict[str, Any]:
+                          after: Sequence[BehaviourEvent], products: ProductFacts, k: int,
+                          exposed: list[np.ndarray] | None = None) -> dict[str, Any]:
     """Precision@k of the model's opportunities and of "most popular in A", per ordered region pair."""
     bought = purchases_by_region(after, products)
     popular = popularity_by_region(before, products)
@@ -178,8 +210,11 @@ def opportunity_precision(demand: np.ndarray, regions: Sequence[str], before: Se
         for b, target in enumerate(regions):
             if a == b or not bought.get(target):
                 continue
-            predicted = [o.item for o in opportunities(demand, a, b, k, eligible=eligible)]
-            pool = candidates(demand, a, b, strong_share=1.0, eligible=eligible & (popular[source] > 0))
+            known = exposed[b] if exposed is not None else None
+            predicted = [o.item for o in opportunities(demand, a, b, k, eligible=eligible,
+                                                       established_in_target=known)]
+            pool = candidates(demand, a, b, strong_share=1.0, eligible=eligible & (popular[source] > 0),
+                              established_in_target=known)
             baseline = list(pool[np.argsort(-popular[source][pool], kind="stable")][:k])
             model_p = len(set(predicted) & bought[target]) / k
             baseline_p = len(set(baseline) & bought[target]) / k
@@ -223,31 +258,53 @@ def run_insights_benchmark(dataset: str, events: Sequence[BehaviourEvent], confi
     products = products_of(events if workload is None else [], config, workload)
     space = config.feature_space()
     result: dict[str, Any] = {"federation": federation, "events_before": len(before), "events_after": len(after)}
-    summary: dict[str, Any] = {"epsilon_spent_by_insights": 0.0}
+    summary: dict[str, Any] = {}
+    count_space = CountSpace(id_buckets=config.id_buckets)
+    statistics = options.statistics
     if workload is not None:
         regions = list(federation["regions"])
         demand = regional_demand(model, products.tensors(), [space.region_bucket(r) for r in regions])
-        reported = field_lifts(demand, products, PLANTED_FIELDS)
+        counts, releases = noisy_counts(before, products, regions, count_space, statistics, options.seed)
+        from_model = field_lifts(demand, products, PLANTED_FIELDS)
+        counted = counted_lifts(counts, products, count_space).lifts
+        reported = {**from_model, **{k: v for k, v in counted.items() if k in PLANTED_FIELDS}}
         truth = field_lifts(planted_demand(workload, products, regions), products, PLANTED_FIELDS)
         comparison = compare_lifts(reported, truth, regions, PLANTED_FIELDS)
         summary["spearman_planted_synthetic"] = comparison["mean"]
+        summary["spearman_planted_synthetic_model_only"] = compare_lifts(from_model, truth, regions,
+                                                                         PLANTED_FIELDS)["mean"]
+        raw = popularity_by_region(before, products)
+        summary["spearman_planted_raw_counts_reference"] = compare_lifts(
+            field_lifts(np.stack([raw[r] / max(raw[r].sum(), 1) for r in regions]), products, PLANTED_FIELDS),
+            truth, regions, PLANTED_FIELDS)["mean"]
         result["planted"] = comparison
     else:
         shoppers = shoppers_per_region(before)
         regions = sorted((r for r, n in shoppers.items() if n >= options.min_shoppers), key=lambda r: -shoppers[r])
         demand = regional_demand(model, products.tensors(), [space.region_bucket(r) for r in regions])
+        counts, releases = noisy_counts(before, products, regions, count_space, statistics, options.seed)
         truth_all = retail_truth(before, products, regions)
         largest = [int(i) for i in np.argsort(-truth_all.shares.sum(axis=0), kind="stable")[:options.categories]]
         values, codes = products.codes("category")
-        reported_all = FieldLifts("category", values, value_shares(demand, codes, len(values)),
-                                  np.zeros(len(values)))
+        from_model = FieldLifts("category", values, value_shares(demand, codes, len(values)),
+                                np.zeros(len(values)))
+        counted = counted_lifts(counts, products, count_space).lifts["category"]
         truth_categories = restricted(truth_all, largest)
-        comparison = compare_lifts({"category": restricted(reported_all, largest)}, {"category": truth_categories},
+        comparison = compare_lifts({"category": restricted(counted, largest)}, {"category": truth_categories},
                                    regions, ["category"])
         summary["spearman_ground_truth_retail"] = comparison["mean"]
+        summary["spearman_ground_truth_retail_model_only"] = compare_lifts(
+            {"category": restricted(from_model, largest)}, {"category": truth_categories}, regions,
+            ["category"])["mean"]
         result["ground_truth"] = {**comparison, "countries": {r: shoppers[r] for r in regions},
                                   "categories": truth_categories.values}
-    precision = opportunity_precision(demand, regions, before, after, products, options.top_k)
+    exposed = [item_exposure(c, products) > options.exposure_sigmas * c.noise_std for c in counts]
+    precision = opportunity_precision(demand, regions, before, after, products, options.top_k, exposed)
+    model_view = opportunity_precision(demand, regions, before, after, products, options.top_k)
+    summary["opportunity_precision_at_20_ratio_model_exposure"] = model_view["ratio"]
+    summary["epsilon_spent_by_insights"] = spent_epsilon(statistics, releases)
+    summary["epsilon_per_day_by_insights"] = statistics.epsilon
+    summary["statistics_releases_per_region"] = releases
     summary["opportunity_precision_at_20_ratio"] = precision["ratio"]
     summary["opportunity_precision_at_20_model"] = precision["precision_model"]
     summary["opportunity_precision_at_20_most_popular"] = precision["precision_most_popular_in_source"]

@@ -211,7 +211,7 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ShapeSpec = Mapping[str, tuple[tuple[int, ...], Any]]
 
 
-def _bounded_zstd(payload: bytes, limit: int) -> bytes:
+def bounded_zstd(payload: bytes, limit: int) -> bytes:
     """Decompress at most ``limit`` bytes. A frame that declares a larger size is refused before anything
     is allocated (``decompress`` would allocate what the header declares); one that does not declare its
     size is streamed and cut off one byte past the limit."""
@@ -243,7 +243,7 @@ def decode_delta(payload: bytes, *, dense: bool = True, spec: ShapeSpec | None =
     limit = MAX_DECODED_BYTES if spec is None else min(MAX_DECODED_BYTES, decoded_size_bound(spec))
     try:
         if payload[:4] == _ZSTD_MAGIC:
-            payload = _bounded_zstd(payload, limit)
+            payload = bounded_zstd(payload, limit)
         if len(payload) > limit:
             raise PoisonMessageError("oversize", f"payload of {len(payload)} bytes exceeds {limit}")
         body = msgpack.unpackb(payload, raw=False, strict_map_key=True,

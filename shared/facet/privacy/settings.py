@@ -69,3 +69,8 @@ def _noise_multiplier(epsilon: float, delta: float, sample_rate: float, steps: i
         return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
                                           steps=steps, accountant="rdp", epsilon_tolerance=0.005,
                                           alphas=RDP_ORDERS))
+
+
+#: What a trainer's published interest counts cost by default (:mod:`facet.insights.statistics`): a budget
+#: of its own, epsilon 2 per day over 4 releases (noise multiplier 5.2, from the accountant).
+STATISTICS_PRIVACY = PrivacySettings(epsilon=2.0, sample_rate=1.0, steps_per_period=4, clip_norm=1.0, pace=False)
