@@ -17,3 +17,7 @@ UPDATES_BOUNDED = Counter(names.AGGREGATOR_UPDATES_BOUNDED_TOTAL,
                           "Applied updates whose claimed samples or influence were cut down, by bound", ["bound"])
 CHECKPOINT_FAILURES = Counter(names.AGGREGATOR_STATE_WRITE_FAILURES_TOTAL,
                               "Checkpoints or artifacts that could not be written (the last good state is kept)")
+STATISTICS_FORWARDED = Counter(names.AGGREGATOR_STATISTICS_FORWARDED_TOTAL,
+                               "Regional interest-count releases checked, signed and forwarded", ["region"])
+STATISTICS_REJECTED = Counter(names.AGGREGATOR_STATISTICS_REJECTED_TOTAL,
+                              "Interest-count releases not forwarded, by reason", ["reason"])

@@ -22,9 +22,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
-from facet.contracts import GlobalModel, ModelUpdate
+from facet.contracts import GlobalModel, InterestCounts, ModelUpdate, RegionalStatistics
 from facet.errors import PoisonMessageError
-from facet.federation.server import Aggregator, AggregatorState, Outcome
+from facet.federation.server import AUTHENTICITY_FAILURES, Aggregator, AggregatorState, Outcome
+from facet.insights.releases import check_release
 from facet.kafka.clients import make_consumer, make_producer
 from facet.kafka.dlq import DeadLetterPublisher
 from facet.kafka.shutdown import ShutdownSignal
@@ -193,6 +194,9 @@ class AggregatorService:
             await self._dead_letter(PoisonMessageError("unexpected", f"{type(unexpected).__name__}: {unexpected}"),
                                     record)
             return
+        if update.statistics is not None and (outcome.status != "rejected"
+                                              or outcome.reason not in AUTHENTICITY_FAILURES):
+            await self._forward_statistics(update, update.statistics)
         m.AGGREGATION_SECONDS.observe(time.perf_counter() - started)
         m.BUFFER_FILL.set(self.aggregator.buffer_fill)
         bound = log.bind(
@@ -210,6 +214,29 @@ class AggregatorService:
         if outcome.new_version is not None:
             m.GLOBAL_VERSION.set(outcome.new_version)
             bound.info("global_model_advanced", version=outcome.new_version, staleness=outcome.staleness)
+
+    async def _forward_statistics(self, update: ModelUpdate, counts: InterestCounts) -> None:
+        """An authentic trainer's interest counts, once every claim that can be checked holds, signed with the
+        model key onto the statistics topic (consumers trust the aggregator, not each trainer). Only with
+        signatures required: without them nobody vouches for where the counts came from."""
+        if not self.settings.policy.require_signatures:
+            m.STATISTICS_REJECTED.labels("unsigned_federation").inc()
+            return
+        try:
+            await asyncio.to_thread(check_release, counts, self.settings.model.id_buckets)
+        except PoisonMessageError as error:
+            m.STATISTICS_REJECTED.labels(error.reason).inc()
+            log.warning("statistics_rejected", update_id=update.update_id, reason=error.reason,
+                        detail=error.detail[:200])
+            return
+        region = self.aggregator.region_label(update)
+        forwarded = self.signer.sign_statistics(RegionalStatistics(
+            region=region, trainer_id=update.trainer_id, update_id=update.update_id, counts=counts))
+        # Raises when the topic cannot be written: the update's offset is not committed, so after the
+        # restart it is read again and its counts forwarded then (the insights service drops repeats).
+        await self.producer.send_and_wait(self.topics.statistics, wire.encode(forwarded), key=region.encode(),
+                                          headers=wire.schema_headers(RegionalStatistics))
+        m.STATISTICS_FORWARDED.labels(region).inc()
 
     async def _dead_letter(self, error: PoisonMessageError, record: ConsumerRecord) -> None:
         m.UPDATES_REJECTED.labels(error.reason).inc()

@@ -10,3 +10,7 @@ BUILD_SECONDS = Histogram(names.INSIGHTS_BUILD_SECONDS, "Seconds to derive every
 REQUESTS = Counter(names.INSIGHTS_REQUESTS_TOTAL, "Insights requests, by view", ["view"])
 ITEMS_REFUSED = Counter(names.INSIGHTS_ITEMS_REFUSED_TOTAL, "Product announcements or feed lines refused",
                         ["reason"])
+STATISTICS_ACCEPTED = Counter(names.INSIGHTS_STATISTICS_ACCEPTED_TOTAL,
+                              "Regional interest-count releases taken into the figures", ["region"])
+STATISTICS_REJECTED = Counter(names.INSIGHTS_STATISTICS_REJECTED_TOTAL,
+                              "Statistics records not taken, by reason", ["reason"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from facet.insights.views import InsightsOverview, RegionInsights
+from facet.insights.views import InsightsOverview, Provenance, RegionInsights
 
 CELL, LABEL_W, HEADER_H = 44, 56, 130
 
@@ -136,6 +136,17 @@ setInterval(async () => {
 </script>"""
 
 
+def _statistics_note(p: Provenance) -> str:
+    s = p.statistics
+    if s is None:
+        return " · from the model alone: no raw events, no privacy cost beyond the model's"
+    hours = s.period_seconds / 3600
+    return (f" · {escape(', '.join(s.fields))} from the regions' noisy interest counts ({s.releases} releases, "
+            f"{s.window_start:%Y-%m-%d %H:%M} to {s.window_end:%Y-%m-%d %H:%M} UTC; ± there is the noise), "
+            f"costing shopper-level ε {s.epsilon_per_period:g} per {hours:g} h at δ {s.delta:g}; "
+            "the rest from the model alone: no raw events")
+
+
 def render_page(overview: InsightsOverview | None, regions: list[str]) -> str:
     if overview is None:
         body = ("<p>No global model has arrived yet; this page reloads when one does.</p>"
@@ -145,8 +156,8 @@ def render_page(overview: InsightsOverview | None, regions: list[str]) -> str:
     body = (
         f"<h1>Cross-border preferences</h1><p class='muted' id='provenance' data-version='{p.model_version}'>"
         f"Global model version {p.model_version} (epoch {p.model_epoch}), loaded {p.loaded_at:%Y-%m-%d %H:%M:%S} "
-        f"UTC · {overview.items} items · ± figures are the spread over the last {p.versions_compared} versions · "
-        f"from the model alone: no raw events, privacy cost {p.epsilon_spent:g}</p>"
+        f"UTC · {overview.items} items · ± figures are the spread over the last {p.versions_compared} versions"
+        f"{_statistics_note(p)}</p>"
         "<h2>Preference lift by region (1.00 = the mix of all regions; red: buys more, blue: less)</h2>"
         f"{heatmap(overview)}"
         "<h2>Which markets share tastes</h2>"

@@ -23,6 +23,7 @@ from facet_insights.app import create_app
 from facet_insights.metrics import ITEMS_REFUSED
 from facet_insights.settings import InsightsSettings
 from facet_insights.state import CatalogueFull, InsightsState
+from facet_insights.statistics_feed import follow_statistics
 
 log = get_logger(__name__)
 
@@ -50,7 +51,8 @@ async def run_insights(settings: InsightsSettings, kafka: KafkaSettings, topics:
     shutdown = ShutdownSignal()
     shutdown.install()
     state = InsightsState(settings.model, settings.report_regions(), max_items=settings.max_items,
-                          recent_versions=settings.recent_versions, options=ReportOptions(top_k=settings.top_k))
+                          recent_versions=settings.recent_versions, options=ReportOptions(top_k=settings.top_k),
+                          value_buckets=settings.statistics_value_buckets)
     if settings.catalogue_file is not None:
         added = await asyncio.to_thread(load_feed, state, settings.catalogue_file)
         log.info("catalogue_loaded", path=str(settings.catalogue_file), items=added)
@@ -69,6 +71,8 @@ async def run_insights(settings: InsightsSettings, kafka: KafkaSettings, topics:
     stop = asyncio.Event()
     supervisor = TaskSupervisor(health, shutdown)
     supervisor.start("models", follow_models(kafka, topics.models, gate, on_model, stop, dlq, health))
+    supervisor.start("statistics", follow_statistics(kafka, topics.statistics, settings.model_trust.verifier(),
+                                                     state, stop, dlq))
     supervisor.start("http", serve(create_app(settings, state, health), settings.http_host, settings.http_port,
                                    stop, limit_concurrency=settings.http_limit_concurrency))
     try:

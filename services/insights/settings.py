@@ -28,6 +28,8 @@ class InsightsSettings(HttpServing, ApiKeySettings):
     top_k: int = Field(default=20, ge=1, le=200)
     item_announcements_per_minute: float = Field(default=600, gt=0)
     model_trust: ModelTrustSettings = Field(default_factory=ModelTrustSettings)
+    #: Must match the trainers' ``statistics.value_buckets``: releases of another shape are refused.
+    statistics_value_buckets: int = Field(default=65_536, ge=16, le=2**21)
     #: The page's login cookie is sent only over HTTPS (turn off only for plain-HTTP development).
     secure_cookie: bool = True
     http_port: int = Field(default=8084, ge=0, le=65535)

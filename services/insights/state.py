@@ -8,10 +8,13 @@ import time
 
 import numpy as np
 import torch
+from facet.contracts import RegionalStatistics
+from facet.insights.count_history import CountHistory, StatedBudget
 from facet.insights.demand import regional_demand
 from facet.insights.history import DemandHistory, Snapshot
 from facet.insights.products import ProductFacts, ProductRecord
-from facet.insights.report import InsightsBuilder, ReportOptions
+from facet.insights.report import InsightsBuilder, ReportOptions, counted_figures
+from facet.insights.statistics import CountSpace
 from facet.insights.views import InsightsOverview
 from facet.model.network import ModelConfig, SequenceRecommender
 from facet_insights.metrics import BUILD_SECONDS, CATALOGUE_ITEMS, MODEL_VERSION
@@ -23,15 +26,18 @@ class CatalogueFull(Exception):
 
 class InsightsState:
     def __init__(self, config: ModelConfig, regions: list[str], *, max_items: int, recent_versions: int,
-                 options: ReportOptions) -> None:
+                 options: ReportOptions, value_buckets: int = CountSpace.value_buckets) -> None:
         self.config = config
         self.regions = regions
         self.max_items = max_items
         self.options = options
         self.products = ProductFacts(config.feature_space())
         self.history = DemandHistory(recent=recent_versions)
+        self.count_space = CountSpace(id_buckets=config.id_buckets, value_buckets=value_buckets)
+        self.counts = CountHistory(regions, self.count_space.size)
         self._model = SequenceRecommender(config)
         self._lock = threading.Lock()  # announcements (on the loop) against a load's catalogue copy
+        self._build_lock = threading.Lock()  # a model load and a statistics rebuild, one at a time
         self._built: tuple[InsightsBuilder, InsightsOverview] | None = None
 
     def add_product(self, record: ProductRecord) -> int:
@@ -54,11 +60,32 @@ class InsightsState:
         self._model.load_state_dict(parameters)
         space = self.products.space
         demand = regional_demand(self._model, items, [space.region_bucket(r) for r in self.regions])
-        self.history.add(Snapshot(version, epoch, time.time(), demand.astype(np.float32)))
-        builder = InsightsBuilder(self.products, self.regions, self.history, self.options)
-        self._built = (builder, builder.overview())
+        with self._build_lock:
+            self.history.add(Snapshot(version, epoch, time.time(), demand.astype(np.float32)))
+            self._build()
         BUILD_SECONDS.observe(time.perf_counter() - started)
         MODEL_VERSION.set(version)
+
+    def add_statistics(self, statistics: RegionalStatistics, counts: np.ndarray) -> str | None:
+        """Keep a region's verified release (see :meth:`CountHistory.add`); figures change at :meth:`rebuild`."""
+        released = statistics.counts
+        budget = StatedBudget(released.epsilon_per_period, released.delta, released.period_seconds,
+                              released.releases_per_period)
+        with self._build_lock:
+            return self.counts.add(statistics.region, released.release_id, counts, released.noise_std,
+                                   released.window_start, released.window_end, budget)
+
+    def rebuild(self) -> None:
+        """The figures again with the counts as they now are (once a model version is loaded)."""
+        with self._build_lock:
+            if self.history.latest is not None:
+                self._build()
+
+    def _build(self) -> None:
+        with self._lock:
+            counted = counted_figures(self.counts, self.products, self.regions, self.count_space)
+        builder = InsightsBuilder(self.products, self.regions, self.history, self.options, counted)
+        self._built = (builder, builder.overview())
 
     def builder(self) -> InsightsBuilder:
         if self._built is None:

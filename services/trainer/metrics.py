@@ -27,3 +27,11 @@ DP_ROUNDS_SKIPPED = Counter(names.TRAINER_DP_ROUNDS_SKIPPED, "Update rounds skip
 WINDOW_SHOPPERS = Gauge(names.TRAINER_WINDOW_SHOPPERS, "Shoppers held in the training window", ["region"])
 UPDATE_RAW_BYTES = Counter(names.TRAINER_UPDATE_RAW_BYTES_TOTAL, "Bytes the same updates would take as float32",
                            ["region"])
+STATISTICS_RELEASES = Counter(names.TRAINER_STATISTICS_RELEASES_TOTAL,
+                              "Noisy interest-count releases closed (each rides on the next update)", ["region"])
+STATISTICS_DROPPED = Counter(names.TRAINER_STATISTICS_DROPPED_TOTAL, "Releases not published",
+                             ["region", "reason"])
+STATISTICS_EPSILON = Gauge(names.TRAINER_STATISTICS_EPSILON,
+                           "Shopper-level epsilon the interest counts spent in the current period", ["region"])
+STATISTICS_REFUSED_SHOPPERS = Counter(names.TRAINER_STATISTICS_REFUSED_SHOPPERS_TOTAL,
+                                      "Shoppers left out of a full interest window", ["region"])

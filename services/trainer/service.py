@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
+import numpy as np
 import torch
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
-from facet.contracts import BehaviourEvent, GlobalModel, ModelUpdate
+from facet.contracts import BehaviourEvent, GlobalModel, InterestCounts, ModelUpdate
 from facet.errors import PoisonMessageError
 from facet.federation.client import LocalLearner
+from facet.insights.releases import InterestWindow, release
 from facet.kafka.clients import make_consumer, make_producer
 from facet.kafka.dlq import DeadLetterPublisher
 from facet.kafka.lag import consumer_lag
@@ -77,6 +80,14 @@ class TrainerService:
         #: Why the last round under DP trained nothing ("paced", "budget_exhausted"), None when it trained.
         self.privacy_state: str | None = None
         self._new_events_since_update = False
+        statistics = settings.statistics
+        self.count_space = statistics.space(self.space.id_buckets)
+        self.interest = InterestWindow(statistics, self.count_space, self.space.item_bucket) \
+            if statistics.enabled else None
+        self.statistics_budget = PrivacyBudget(statistics.privacy)
+        self.pending_releases: deque[InterestCounts] = deque()
+        self.releases_closed = 0
+        self._noise = np.random.default_rng()  # seeded from the OS: the noise must not be predictable
         self.health = Health()
         self.health.set("partitions_assigned", False)
         self.health.set("model_loaded", False)
@@ -101,9 +112,19 @@ class TrainerService:
         async def status() -> dict[str, object]:
             return {"region": self.region, "base_version": self.learner.base_version,
                     "updates_sent": self.updates_sent, "window_shoppers": self.examples.shoppers,
-                    "privacy": self.privacy_status()}
+                    "privacy": self.privacy_status(), "statistics": self.statistics_status()}
 
         return app
+
+    def statistics_status(self) -> dict[str, object]:
+        if self.interest is None:
+            return {"enabled": False}
+        privacy = self.settings.statistics.privacy
+        return {"enabled": True, "unit": "shopper", "epsilon_spent": self.statistics_budget.epsilon(),
+                "epsilon_budget": privacy.epsilon, "delta": privacy.delta,
+                "period_seconds": privacy.period_seconds, "releases_per_period": privacy.steps_per_period,
+                "releases_spent": self.statistics_budget.steps, "releases_closed": self.releases_closed,
+                "pending": len(self.pending_releases), "window_shoppers": len(self.interest)}
 
     def privacy_status(self) -> dict[str, object]:
         """The region's budget as ops and auditors read it: what is spent, what is allowed, until when."""
@@ -156,6 +177,7 @@ class TrainerService:
                     continue
                 batches = await self.consumer.getmany(timeout_ms=300, max_records=500)
                 self.health.tick()
+                await self._close_interest_window()  # before counting more: a window ends at its interval
                 for tp, records in batches.items():
                     for record in records:
                         await self._ingest(record)
@@ -191,6 +213,8 @@ class TrainerService:
             if event.region != self.region:
                 raise PoisonMessageError("wrong_region", f"{event.region} event on {self.topic}")
             self.examples.add(event, self.region_bucket)
+            if self.interest is not None:
+                self.interest.add(event)
             return
         except PoisonMessageError as poison:
             error = poison
@@ -261,6 +285,31 @@ class TrainerService:
         m.SAMPLES.labels(self.region).inc(self.learner.unsent_samples - before)
         m.LOCAL_LOSS.labels(self.region).set(loss)
 
+    async def _close_interest_window(self) -> None:
+        """At the end of each release interval: the window's counts, noised, wait for the next update.
+        Every interval releases, empty or not, so whether a release exists says nothing about anybody."""
+        if self.interest is None or not self.interest.due:
+            return
+        refused = self.interest.refused_shoppers
+        window = self.interest.close()
+        if refused:
+            m.STATISTICS_REFUSED_SHOPPERS.labels(self.region).inc(refused)
+        if self.statistics_budget.steps_allowed() < 1:
+            m.STATISTICS_DROPPED.labels(self.region, "budget_exhausted").inc()
+            self.log.warning("statistics_budget_exhausted", epsilon_spent=self.statistics_budget.epsilon())
+            return
+        self.statistics_budget.spend(1)  # before the release exists: a crash over-counts, never under-counts
+        counts = await asyncio.to_thread(release, window, self.settings.statistics, self.count_space, self._noise)
+        self.pending_releases.append(counts)
+        self.releases_closed += 1
+        while len(self.pending_releases) > self.settings.statistics.max_pending:
+            self.pending_releases.popleft()
+            m.STATISTICS_DROPPED.labels(self.region, "no_update_to_ride").inc()
+        m.STATISTICS_RELEASES.labels(self.region).inc()
+        m.STATISTICS_EPSILON.labels(self.region).set(self.statistics_budget.epsilon())
+        self.log.info("statistics_closed", shoppers=window.shoppers, window_start=window.start.isoformat(),
+                      epsilon_spent=self.statistics_budget.epsilon(), release_id=counts.release_id)
+
     async def flush(self, reason: str) -> None:
         """Train what is pending, send the update, wait for the ack, then commit what it covered."""
         await self._train()
@@ -269,10 +318,14 @@ class TrainerService:
             prepared = await asyncio.to_thread(self.learner.prepare_update)
         if prepared is not None:
             key = self.settings.signing_key.get_secret_value().encode() if self.settings.signing_key else b""
-            update = prepared.signed(key, trainer_id=self.settings.trainer_id or "", region=self.region)
+            statistics = self.pending_releases[0] if self.pending_releases else None
+            update = prepared.signed(key, trainer_id=self.settings.trainer_id or "", region=self.region,
+                                     statistics=statistics)
             await self.producer.send_and_wait(self.topics.updates, wire.encode(update),
                                               key=self.region.encode(), headers=wire.schema_headers(ModelUpdate))
             self.updates_sent += 1
+            if statistics is not None:
+                self.pending_releases.popleft()
             m.UPDATES_SENT.labels(self.region).inc()
             m.UPDATE_BYTES.labels(self.region).observe(len(prepared.payload))
             m.UPDATE_RAW_BYTES.labels(self.region).inc(prepared.raw_bytes)
@@ -280,7 +333,8 @@ class TrainerService:
             m.SAMPLES_PER_SECOND.labels(self.region).set(self.learner.last_samples_per_second)
             m.STALENESS_AT_SEND.labels(self.region).set(max(0, self.newest_version - prepared.base_version))
             self.log.info("update_sent", reason=reason, samples=prepared.num_samples, bytes=len(prepared.payload),
-                          base_version=prepared.base_version, update_id=update.update_id)
+                          base_version=prepared.base_version, update_id=update.update_id,
+                          statistics=statistics.release_id if statistics else None)
         self.last_send = time.monotonic()
         if covered:
             offsets = {TopicPartition(self.topic, p): OffsetAndMetadata(o, "") for p, o in covered.items()}

@@ -7,6 +7,7 @@ import socket
 
 from facet.compression.codecs import CodecSpec
 from facet.config import validate_region
+from facet.insights.releases import StatisticsSettings
 from facet.model.network import ModelConfig
 from facet.privacy.settings import PrivacySettings
 from facet.service.http import HttpServing
@@ -40,6 +41,8 @@ class TrainerSettings(HttpServing):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     #: Under DP: steps taken per update (fewer when the budget's pacing allows fewer).
     private_steps_per_update: int = Field(default=5, ge=1, le=1_000)
+    #: Noisy interest counts for the insights service (a budget of their own), riding on the updates.
+    statistics: StatisticsSettings = Field(default_factory=StatisticsSettings)
     signing_key: SecretStr | None = None
     model_trust: ModelTrustSettings = Field(default_factory=ModelTrustSettings)
     http_port: int = Field(default=8083, ge=0, le=65535)

@@ -119,12 +119,16 @@ class TopicSettings(BaseSettings):
     events_pattern: str = "facet.events.{region}.v1"
     updates: str = "facet.updates.v1"
     models: str = "facet.models.v1"
+    #: Regional noisy interest counts, forwarded and signed by the aggregator for the insights service.
+    statistics: str = "facet.statistics.v1"
     dead_letter: str = "facet.dlq.v1"
     events_partitions: int = Field(default=4, ge=1, le=1024)
     updates_partitions: int = Field(default=1, ge=1, le=64)
     replication_factor: int = Field(default=1, ge=1, le=5)
     events_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000)
     updates_retention_ms: int = Field(default=3 * 24 * 3600 * 1000, ge=60_000)
+    #: Eight days: a restarted insights service rebuilds its week of counts from the topic.
+    statistics_retention_ms: int = Field(default=8 * 24 * 3600 * 1000, ge=60_000)
     dead_letter_retention_ms: int = Field(default=14 * 24 * 3600 * 1000, ge=60_000)
 
     @field_validator("events_pattern")

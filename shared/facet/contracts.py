@@ -143,6 +143,71 @@ class TrainingMetrics(_Frozen):
         return value
 
 
+#: Upper bound on one release of interest counts (float16 over at most 2^22 coordinates, compressed).
+MAX_COUNTS_PAYLOAD_BYTES = 16 * 1024 * 1024
+
+
+class InterestCounts(_Frozen):
+    """One region's shopper-level DP interest counts for one window (:mod:`facet.insights.statistics`):
+    float16 counts over ``id_buckets + value_buckets`` hashed coordinates, each with Gaussian noise of
+    ``noise_std``. The trainer states what the release costs; the receiver can check only the shape."""
+
+    release_id: ShortId
+    window_start: datetime
+    window_end: datetime
+    id_buckets: int = Field(ge=16, le=2**21)
+    value_buckets: int = Field(ge=16, le=2**21)
+    noise_std: float = Field(gt=0, le=1e6)
+    #: The release budget it is paid from: epsilon per period at delta.
+    epsilon_per_period: float = Field(gt=0, le=100)
+    delta: float = Field(gt=0, lt=1e-3)
+    period_seconds: float = Field(gt=0, le=366 * 86_400)
+    releases_per_period: int = Field(ge=1, le=10_000)
+    codec: str = Field(pattern=r"^f16\+zstd$")
+    payload: bytes = Field(max_length=MAX_COUNTS_PAYLOAD_BYTES)
+
+    @field_validator("window_start", "window_end")
+    @classmethod
+    def _window(cls, value: datetime, info: ValidationInfo) -> datetime:
+        return _plausible(value, info)
+
+    @field_validator("noise_std", "epsilon_per_period", "period_seconds")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be finite")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> InterestCounts:
+        if self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start")
+        return self
+
+
+class RegionalStatistics(_Frozen):
+    """Interest counts the aggregator accepted from a trainer (inside its signed update) and forwards,
+    signed with the model key, to the statistics topic: consumers trust only the aggregator."""
+
+    region: RegionCode
+    trainer_id: ShortId
+    update_id: ShortId
+    counts: InterestCounts
+    forwarded_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    #: Ed25519 (hex) by the aggregator's model key.
+    signature: str | None = Field(default=None, max_length=256)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return validate_region(value)
+
+    @field_validator("forwarded_at")
+    @classmethod
+    def _forwarded(cls, value: datetime, info: ValidationInfo) -> datetime:
+        return _plausible(value, info)
+
+
 class ModelUpdate(_Frozen):
     """A trainer's compressed delta against one global version."""
 
@@ -155,6 +220,8 @@ class ModelUpdate(_Frozen):
     codec: str = Field(min_length=1, max_length=128)
     payload: bytes = Field(max_length=MAX_UPDATE_PAYLOAD_BYTES)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    #: The region's noisy interest counts for a window that closed since its last release, if any.
+    statistics: InterestCounts | None = None
     #: HMAC-SHA256 (hex) over the signed fields, keyed per trainer; checked by the aggregator.
     signature: str | None = Field(default=None, max_length=256)
 

@@ -31,7 +31,7 @@ from facet.insights.demand import regional_demand
 from facet.insights.lifts import FieldLifts, field_lifts, value_shares
 from facet.insights.opportunities import candidates, opportunities
 from facet.insights.products import ProductFacts
-from facet.insights.regional_counts import RegionCounts, counted_lifts, item_exposure
+from facet.insights.regional_counts import EXPOSURE_SIGMAS, RegionCounts, counted_lifts, exposed_items
 from facet.insights.statistics import COUNTED_FIELDS, SENSITIVITY, CountSpace, add_noise, interest_counts
 from facet.model.network import ModelConfig, SequenceRecommender
 from facet.privacy.accounting import spent_epsilon
@@ -54,7 +54,7 @@ class InsightsOptions:
     statistics: PrivacySettings = STATISTICS_PRIVACY
     #: An item counts as already bought in a region when its noisy count stands this many noise sigmas
     #: clear of zero.
-    exposure_sigmas: float = 2.0
+    exposure_sigmas: float = EXPOSURE_SIGMAS
     top_k: int = 20
     #: Retail: countries with at least this many shoppers, and the categories compared (largest first).
     min_shoppers: int = 50
@@ -173,7 +173,8 @@ def noisy_counts(events: Sequence[BehaviourEvent], products: ProductFacts, regio
     noise = settings.noise_multiplier()
     totals = {r: RegionCounts(np.zeros(space.size)) for r in regions}
     for (region, _), shoppers in sorted(windows.items()):
-        exact = interest_counts(shoppers.values(), buckets, values, space)
+        touches = [[(int(buckets[i]), values[i]) for i in sorted(set(items))] for items in shoppers.values()]
+        exact = interest_counts(touches, space)
         totals[region].add(add_noise(exact, noise, rng), noise * SENSITIVITY)
     return [totals[r] for r in regions], max((t.releases for t in totals.values()), default=0)
 
@@ -286,19 +287,19 @@ def run_insights_benchmark(dataset: str, events: Sequence[BehaviourEvent], confi
         truth_all = retail_truth(before, products, regions)
         largest = [int(i) for i in np.argsort(-truth_all.shares.sum(axis=0), kind="stable")[:options.categories]]
         values, codes = products.codes("category")
-        from_model = FieldLifts("category", values, value_shares(demand, codes, len(values)),
-                                np.zeros(len(values)))
-        counted = counted_lifts(counts, products, count_space).lifts["category"]
+        category_from_model = FieldLifts("category", values, value_shares(demand, codes, len(values)),
+                                         np.zeros(len(values)))
+        counted_categories = counted_lifts(counts, products, count_space).lifts["category"]
         truth_categories = restricted(truth_all, largest)
-        comparison = compare_lifts({"category": restricted(counted, largest)}, {"category": truth_categories},
+        comparison = compare_lifts({"category": restricted(counted_categories, largest)}, {"category": truth_categories},
                                    regions, ["category"])
         summary["spearman_ground_truth_retail"] = comparison["mean"]
         summary["spearman_ground_truth_retail_model_only"] = compare_lifts(
-            {"category": restricted(from_model, largest)}, {"category": truth_categories}, regions,
+            {"category": restricted(category_from_model, largest)}, {"category": truth_categories}, regions,
             ["category"])["mean"]
         result["ground_truth"] = {**comparison, "countries": {r: shoppers[r] for r in regions},
                                   "categories": truth_categories.values}
-    exposed = [item_exposure(c, products) > options.exposure_sigmas * c.noise_std for c in counts]
+    exposed = [exposed_items(c, products, options.exposure_sigmas) for c in counts]
     precision = opportunity_precision(demand, regions, before, after, products, options.top_k, exposed)
     model_view = opportunity_precision(demand, regions, before, after, products, options.top_k)
     summary["opportunity_precision_at_20_ratio_model_exposure"] = model_view["ratio"]

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from facet.compression.codecs import CodecSpec, ErrorFeedback
-from facet.contracts import ModelUpdate, TrainingMetrics
+from facet.contracts import InterestCounts, ModelUpdate, TrainingMetrics
 from facet.federation.updates import signed_update
 from facet.model.examples import Windows
 from facet.model.features import ItemCatalogue
@@ -34,12 +34,14 @@ class PreparedUpdate:
     raw_bytes: int
     codec: str
 
-    def signed(self, key: bytes, *, trainer_id: str, region: str) -> ModelUpdate:
-        """The update to publish, signed with the trainer's key."""
+    def signed(self, key: bytes, *, trainer_id: str, region: str,
+               statistics: InterestCounts | None = None) -> ModelUpdate:
+        """The update to publish (with the region's noisy interest counts, when a release is due), signed
+        with the trainer's key."""
         return signed_update(key, trainer_id=trainer_id, region=region, base_version=self.base_version,
                              num_samples=self.num_samples, codec=self.codec, payload=self.payload,
                              metrics=TrainingMetrics(loss=self.loss, samples_per_second=self.samples_per_second,
-                                                     steps=self.steps))
+                                                     steps=self.steps), statistics=statistics)
 
 
 class LocalLearner:

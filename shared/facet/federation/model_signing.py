@@ -18,8 +18,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from facet.contracts import GlobalModel
+from facet.contracts import GlobalModel, RegionalStatistics
 from facet.errors import ConfigurationError
+from facet.federation.signing import counts_digest
 
 _RAW = serialization.Encoding.Raw
 
@@ -33,6 +34,12 @@ def signing_message(model: GlobalModel) -> bytes:
     contributors = hashlib.sha256("\x1f".join(model.contributing_updates).encode()).hexdigest()
     fields = ("facet-model-v1", model.model_name, str(model.epoch), str(model.version), source, contributors,
               model.created_at.isoformat())
+    return "\x1f".join(fields).encode()
+
+
+def statistics_message(statistics: RegionalStatistics) -> bytes:
+    fields = ("facet-statistics-v1", statistics.region, statistics.trainer_id, statistics.update_id,
+              counts_digest(statistics.counts), statistics.forwarded_at.isoformat())
     return "\x1f".join(fields).encode()
 
 
@@ -64,6 +71,9 @@ class ModelSigner:
     def sign(self, model: GlobalModel) -> GlobalModel:
         return model.model_copy(update={"signature": self._key.sign(signing_message(model)).hex()})
 
+    def sign_statistics(self, statistics: RegionalStatistics) -> RegionalStatistics:
+        return statistics.model_copy(update={"signature": self._key.sign(statistics_message(statistics)).hex()})
+
 
 class ModelVerifier:
     """Accepts a broadcast signed by any of the configured public keys (rotation overlaps two)."""
@@ -74,9 +84,18 @@ class ModelVerifier:
             raise ConfigurationError("at least one model public key is needed to verify broadcasts")
 
     def verify(self, model: GlobalModel) -> bool:
-        if model.signature is None:
+        return self._verify(signing_message(model), model.signature)
+
+    def verify_statistics(self, statistics: RegionalStatistics) -> bool:
+        return self._verify(statistics_message(statistics), statistics.signature)
+
+    def _verify(self, message: bytes, signature_hex: str | None) -> bool:
+        if signature_hex is None:
             return False
-        message, signature = signing_message(model), bytes.fromhex(model.signature)
+        try:
+            signature = bytes.fromhex(signature_hex)
+        except ValueError:
+            return False
         for key in self._keys:
             try:
                 key.verify(signature, message)

@@ -102,6 +102,12 @@ class Move:
     distance: float
 
 
+#: Rejection reasons that mean the update may not be from whom it says; anything else it carries is
+#: as untrusted as it is (an authentic but stale update's statistics are still the trainer's own).
+AUTHENTICITY_FAILURES = frozenset({"unknown_trainer", "missing_signature", "bad_signature", "unbound_trainer",
+                                   "wrong_region"})
+
+
 class Aggregator:
     def __init__(
         self,
@@ -191,6 +197,12 @@ class Aggregator:
 
     def _validate(self, update: ModelUpdate) -> WeightedDelta:
         self._last_clipped = ""
+        self.authenticate(update)
+        return self._check(update)
+
+    def authenticate(self, update: ModelUpdate) -> None:
+        """The update is signed by a known trainer speaking for its own region (when signatures are required);
+        raises :class:`UpdateRejected` with one of :data:`AUTHENTICITY_FAILURES` otherwise."""
         key = self.trainer_keys.get(update.trainer_id)
         if self.policy.require_signatures:
             if key is None:
@@ -204,6 +216,8 @@ class Aggregator:
                 raise UpdateRejected("unbound_trainer", f"trainer {update.trainer_id!r} is bound to no region")
             if update.region != bound:
                 raise UpdateRejected("wrong_region", f"{update.trainer_id} speaks for {bound}, not {update.region}")
+
+    def _check(self, update: ModelUpdate) -> WeightedDelta:
         if update.update_id in self.state.applied_ids or update.update_id in self._buffered_ids:
             raise UpdateRejected("duplicate", f"update {update.update_id} was already applied")
         staleness = check_staleness(update.base_version, self.state.version, self.policy.max_staleness)

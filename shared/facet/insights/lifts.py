@@ -16,6 +16,8 @@ from facet.insights.products import INSIGHT_FIELDS, ProductFacts
 
 #: Shares below this are treated as this when taking logs: a value nobody buys must not dominate.
 _FLOOR = 1e-6
+#: Taste profiles read lifts within [1/20, 20].
+_LIFT_BOUND = 20.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,10 @@ def taste_profile(lifts: dict[str, FieldLifts]) -> np.ndarray:
     """[R, D] each region's log-lifts over every attribute value, each field weighted equally."""
     parts = []
     for entry in lifts.values():
-        logs = np.log(np.maximum(entry.lifts, _FLOOR))
+        # A value nobody anywhere chose says nothing (0); one a region never chose says "far less", not
+        # "infinitely less": bounded, so one empty (or noise-clamped) cell cannot outweigh a whole profile.
+        logs = np.log(np.clip(entry.lifts, 1 / _LIFT_BOUND, _LIFT_BOUND))
+        logs[:, entry.mix <= _FLOOR] = 0.0
         parts.append(logs / np.sqrt(max(len(entry.values), 1)))
     return np.concatenate(parts, axis=1) if parts else np.zeros((0, 0))
 

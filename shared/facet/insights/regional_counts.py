@@ -60,3 +60,12 @@ def item_exposure(region: RegionCounts, products: ProductFacts) -> np.ndarray:
     """[N] the region's noisy interest in each product (its item bucket's count)."""
     buckets, _ = products.catalogue.arrays()
     return region.counts[buckets]
+
+
+#: An item counts as already bought in a region when its count stands this many noise deviations above 0.
+EXPOSURE_SIGMAS = 2.0
+
+
+def exposed_items(region: RegionCounts, products: ProductFacts, sigmas: float = EXPOSURE_SIGMAS) -> np.ndarray:
+    """bool [N]: the items whose interest in the region stands clear of the noise."""
+    return item_exposure(region, products) > sigmas * region.noise_std

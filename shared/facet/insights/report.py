@@ -8,10 +8,13 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from facet.insights.count_history import CountHistory
 from facet.insights.history import DemandHistory, Snapshot
-from facet.insights.lifts import field_lifts, taste_similarity
+from facet.insights.lifts import FieldLifts, field_lifts, taste_similarity
 from facet.insights.opportunities import opportunities
 from facet.insights.products import ProductFacts
+from facet.insights.regional_counts import CountedLifts, counted_lifts, exposed_items
+from facet.insights.statistics import CountSpace
 from facet.insights.trends import rising
 from facet.insights.views import (
     FieldLiftsView,
@@ -24,6 +27,7 @@ from facet.insights.views import (
     RisingEntry,
     RisingView,
     SimilarityView,
+    StatisticsProvenance,
 )
 
 DAY, WEEK = 86_400.0, 7 * 86_400.0
@@ -43,16 +47,44 @@ def label_of(products: ProductFacts, index: int) -> str:
     return " ".join(p for p in parts if p != "?") or products.item_ids[index]
 
 
-def _provenance(latest: Snapshot, compared: int) -> Provenance:
+def _provenance(latest: Snapshot, compared: int, statistics: StatisticsProvenance | None) -> Provenance:
     return Provenance(model_version=latest.version, model_epoch=latest.epoch,
-                      loaded_at=datetime.fromtimestamp(latest.at, UTC), versions_compared=compared)
+                      loaded_at=datetime.fromtimestamp(latest.at, UTC), versions_compared=compared,
+                      epsilon_spent=statistics.epsilon_per_period if statistics else 0.0, statistics=statistics)
+
+
+@dataclass(frozen=True)
+class CountedFigures:
+    """What the regions' noisy counts say over the last week: the counted fields' lifts (with the noise's
+    standard deviation) and the items each region already buys."""
+
+    lifts: CountedLifts
+    exposed: list[np.ndarray]
+    provenance: StatisticsProvenance
+
+
+def counted_figures(counts: CountHistory, products: ProductFacts, regions: list[str],
+                    space: CountSpace) -> CountedFigures | None:
+    """None until every reported region has released counts (a mix missing a region would skew every lift)."""
+    if not regions or any(r not in counts.regions_counted for r in regions):
+        return None
+    windows = [counts.window(r) for r in regions]
+    held = [w for w, _ in windows]
+    spans = [s for _, s in windows if s is not None]
+    lifts = counted_lifts(held, products, space)
+    budget = max((counts.budgets[r] for r in regions), key=lambda b: b.epsilon_per_period / b.period_seconds)
+    provenance = StatisticsProvenance(
+        epsilon_per_period=budget.epsilon_per_period, delta=budget.delta, period_seconds=budget.period_seconds,
+        window_start=min(s for s, _ in spans), window_end=max(e for _, e in spans),
+        releases=sum(w.releases for w in held), fields=sorted(lifts.lifts))
+    return CountedFigures(lifts, [exposed_items(w, products) for w in held], provenance)
 
 
 class InsightsBuilder:
     """One build of every figure for the newest model version (the service caches one per version)."""
 
     def __init__(self, products: ProductFacts, regions: list[str], history: DemandHistory,
-                 options: ReportOptions | None = None) -> None:
+                 options: ReportOptions | None = None, counted: CountedFigures | None = None) -> None:
         latest = history.latest
         if latest is None:
             raise LookupError("no model version loaded yet")
@@ -64,16 +96,23 @@ class InsightsBuilder:
         self.demands = [s.over(self.items) for s in recent]
         self.demand = self.demands[-1]
         self.lifts_by_version = [field_lifts(d, products) for d in self.demands]
-        self.lifts = self.lifts_by_version[-1]
-        self.provenance = _provenance(latest, len(recent))
+        self.counted = counted if counted is not None and len(counted.exposed[0]) >= self.items else None
+        #: The newest figures: counted fields from the counts where there are any, the rest from the model.
+        self.lifts: dict[str, FieldLifts] = {**self.lifts_by_version[-1],
+                                             **(self.counted.lifts.lifts if self.counted else {})}
+        self.provenance = _provenance(latest, len(recent), self.counted.provenance if self.counted else None)
 
     # ---- per region -------------------------------------------------------------------------------
     def region(self, region: str) -> RegionInsights:
         row = self.regions.index(region)
         views = []
         for name, lifts in self.lifts.items():
-            spread = _spread([version[name].lifts[row] for version in self.lifts_by_version if name in version])
-            views.append(FieldLiftsView(field=name, cells=[
+            counted = self.counted is not None and name in self.counted.lifts.lifts
+            if self.counted is not None and counted:
+                spread = self.counted.lifts.lift_std[name][row]
+            else:
+                spread = _spread([version[name].lifts[row] for version in self.lifts_by_version if name in version])
+            views.append(FieldLiftsView(field=name, source="counts" if counted else "model", cells=[
                 LiftCell(value=value, share=float(lifts.shares[row, i]), mix_share=float(lifts.mix[i]),
                          lift=float(lifts.lifts[row, i]), lift_spread=float(spread[i]))
                 for i, value in enumerate(lifts.values)]))
@@ -91,7 +130,7 @@ class InsightsBuilder:
                  for r in rising(then[row], self.demand[row], self.options.rising_k)]
         then_lifts = field_lifts(then, self.products)
         attributes: list[RisingEntry] = []
-        for name, now in self.lifts.items():
+        for name, now in self.lifts_by_version[-1].items():  # the model against itself, never counts
             old = then_lifts[name]
             for r in rising(old.shares[row], now.shares[row], self.options.rising_k):
                 attributes.append(RisingEntry(key=f"{name}={now.values[r.index]}", label=now.values[r.index],
@@ -103,15 +142,18 @@ class InsightsBuilder:
 
     # ---- across regions -----------------------------------------------------------------------------
     def similarity(self) -> SimilarityView:
+        # The newest figures (counted fields from counts), with the model's spread over versions.
         matrices = [taste_similarity(lifts) for lifts in self.lifts_by_version]
         spread = np.std(np.stack(matrices), axis=0) if len(matrices) > 1 else np.zeros_like(matrices[-1])
         return SimilarityView(provenance=self.provenance, regions=self.regions,
-                              matrix=np.round(matrices[-1], 4).tolist(), spread=np.round(spread, 4).tolist())
+                              matrix=np.round(taste_similarity(self.lifts), 4).tolist(),
+                              spread=np.round(spread, 4).tolist())
 
     def opportunities(self, source: str, target: str, k: int | None = None) -> OpportunitiesView:
         a, b = self.regions.index(source), self.regions.index(target)
+        bought = self.counted.exposed[b][: self.items] if self.counted else None
         found = opportunities(self.demand, a, b, k or self.options.top_k, strong_share=self.options.strong_share,
-                              established_share=self.options.established_share)
+                              established_share=self.options.established_share, established_in_target=bought)
         lifts_over_versions = [d[b] * self.items for d in self.demands]
         views = [OpportunityView(item_id=self.products.item_ids[o.item], label=label_of(self.products, o.item),
                                  strength_in_source=o.strength_in_source, expected_lift=o.expected_lift,

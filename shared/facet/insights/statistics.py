@@ -52,20 +52,34 @@ class CountSpace:
         return [self.value_bucket(name, value) for name in COUNTED_FIELDS if (value := values.get(name))]
 
 
-def interest_counts(shoppers: Iterable[Sequence[int]], item_buckets: np.ndarray,
-                    item_values: Sequence[Sequence[int]], space: CountSpace) -> np.ndarray:
-    """[space.size] each shopper's unit of interest over their distinct items (indices into
-    ``item_buckets`` [N] and ``item_values`` [N][≤ fields]) and, per field, over those items' values."""
+#: One shopper's touches in a window: (item bucket, that item's counted value buckets) per distinct item.
+Touches = Sequence[tuple[int, Sequence[int]]]
+
+
+def shopper_vector(touches: Touches) -> dict[int, float]:
+    """One shopper's unit of interest over their distinct items and, per field, over those items' values,
+    clipped to :data:`SENSITIVITY` (a no-op unless ``field=value`` buckets of different fields collide, which
+    hashing cannot rule out): the bound holds whatever the events say."""
+    if not touches:
+        return {}
+    share = 1.0 / len(touches)
+    vector: dict[int, float] = {}
+    for bucket, values in touches:
+        vector[bucket] = vector.get(bucket, 0.0) + share
+        for value in values:
+            vector[value] = vector.get(value, 0.0) + share
+    norm = math.sqrt(sum(v * v for v in vector.values()))
+    if norm > SENSITIVITY:
+        vector = {k: v * SENSITIVITY / norm for k, v in vector.items()}
+    return vector
+
+
+def interest_counts(shoppers: Iterable[Touches], space: CountSpace) -> np.ndarray:
+    """[space.size] the sum of every shopper's :func:`shopper_vector`."""
     counts = np.zeros(space.size)
-    for items in shoppers:
-        distinct = sorted(set(items))
-        if not distinct:
-            continue
-        share = 1.0 / len(distinct)
-        np.add.at(counts, item_buckets[distinct], share)
-        for item in distinct:
-            for bucket in item_values[item]:
-                counts[bucket] += share
+    for touches in shoppers:
+        for coordinate, value in shopper_vector(touches).items():
+            counts[coordinate] += value
     return counts
 
 

@@ -8,6 +8,22 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 
+class StatisticsProvenance(BaseModel):
+    """Where the counted figures come from: the regions' noisy interest counts, and what they cost."""
+
+    #: Shopper-level epsilon per period at delta, as the releases state it (the aggregator checked that
+    #: their noise meets it); the most any region spends.
+    epsilon_per_period: float
+    delta: float
+    period_seconds: float
+    window_start: datetime
+    window_end: datetime
+    releases: int
+    fields: list[str]
+    source: str = ("each region's shopper-level DP interest counts, released by its trainer beside its model "
+                   "updates and forwarded, signed, by the aggregator (no raw events)")
+
+
 class Provenance(BaseModel):
     model_version: int
     model_epoch: int
@@ -18,6 +34,8 @@ class Provenance(BaseModel):
     #: Privacy cost of these figures beyond the model's own: 0, they are post-processing of the model.
     epsilon_spent: float = 0.0
     source: str = "global model: each region's embedding against every item vector (no raw events)"
+    #: Present when some figures come from the regions' noisy counts instead of the model.
+    statistics: StatisticsProvenance | None = None
 
 
 class LiftCell(BaseModel):
@@ -32,6 +50,8 @@ class LiftCell(BaseModel):
 
 class FieldLiftsView(BaseModel):
     field: str
+    #: "model" (lift_spread: over recent versions) or "counts" (lift_spread: the noise's standard deviation).
+    source: str = "model"
     cells: list[LiftCell]
 
 

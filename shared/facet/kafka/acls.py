@@ -57,13 +57,18 @@ def service_grants(regions: Sequence[str], topics: TopicSettings | None = None) 
         grants += _topic(recommender, topics.dead_letter, "Write")
     grants += _topic("aggregator", topics.updates, "Read") + _group("aggregator", "facet-aggregator")
     grants += _topic("aggregator", topics.models, "Write") + _topic("aggregator", topics.dead_letter, "Write")
-    everything = [topics.events_topic(r) for r in regions] + [topics.updates, topics.models, topics.dead_letter]
+    grants += _topic("aggregator", topics.statistics, "Write")
+    # Insights reads only what the aggregator signed: models and forwarded statistics, never raw events.
+    grants += _topic("insights", topics.models, "Read") + _topic("insights", topics.statistics, "Read")
+    grants += _topic("insights", topics.dead_letter, "Write")
+    everything = [topics.events_topic(r) for r in regions] + [topics.updates, topics.models, topics.statistics,
+                                                              topics.dead_letter]
     grants += [g for topic in everything for g in _topic("topic-creator", topic, "Create", "DescribeConfigs")]
     return grants
 
 
 def principals(regions: Sequence[str]) -> list[str]:
-    return ["ingest", "aggregator", "topic-creator",
+    return ["ingest", "aggregator", "insights", "topic-creator",
             *(f"{kind}-{r}" for r in regions for kind in ("trainer", "recommender"))]
 
 

@@ -61,6 +61,16 @@ def federation_topic_specs(topics: TopicSettings, max_message_bytes: int) -> lis
             },
         ),
         TopicSpec(
+            name=topics.statistics,
+            partitions=1,
+            replication_factor=topics.replication_factor,
+            configs={
+                "retention.ms": str(topics.statistics_retention_ms),
+                "max.message.bytes": str(max_message_bytes),
+                "cleanup.policy": "delete",
+            },
+        ),
+        TopicSpec(
             name=topics.dead_letter,
             partitions=1,
             replication_factor=topics.replication_factor,
