@@ -43,6 +43,7 @@ def topic_settings() -> TopicSettings:
         events_pattern=f"t{suffix}.events.{{region}}.v1",
         updates=f"t{suffix}.updates.v1",
         models=f"t{suffix}.models.v1",
+        statistics=f"t{suffix}.statistics.v1",
         dead_letter=f"t{suffix}.dlq.v1",
         events_partitions=2,
     )

@@ -170,6 +170,9 @@ class AggregatorService:
                         if self.aggregator.buffer_fill == 0:
                             self.safe_offsets = dict(self.positions)
                 await self._maybe_checkpoint_and_broadcast()
+        except Exception:  # logged here: the drain below may raise too, and would hide this one
+            log.exception("aggregator_failed")
+            raise
         finally:
             await self._maybe_checkpoint_and_broadcast(final=True)
             await self.consumer.stop()  # leaves the group
@@ -230,11 +233,17 @@ class AggregatorService:
                         detail=error.detail[:200])
             return
         region = self.aggregator.region_label(update)
-        forwarded = self.signer.sign_statistics(RegionalStatistics(
-            region=region, trainer_id=update.trainer_id, update_id=update.update_id, counts=counts))
+        try:
+            forwarded = self.signer.sign_statistics(RegionalStatistics(
+                region=region, trainer_id=update.trainer_id, update_id=update.update_id, counts=counts))
+            encoded = wire.encode(forwarded)
+        except Exception:  # a bug here must not halt federation: the update itself is handled already
+            m.STATISTICS_REJECTED.labels("unexpected").inc()
+            log.exception("statistics_forward_failed", update_id=update.update_id)
+            return
         # Raises when the topic cannot be written: the update's offset is not committed, so after the
         # restart it is read again and its counts forwarded then (the insights service drops repeats).
-        await self.producer.send_and_wait(self.topics.statistics, wire.encode(forwarded), key=region.encode(),
+        await self.producer.send_and_wait(self.topics.statistics, encoded, key=region.encode(),
                                           headers=wire.schema_headers(RegionalStatistics))
         m.STATISTICS_FORWARDED.labels(region).inc()
 

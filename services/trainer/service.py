@@ -195,6 +195,9 @@ class TrainerService:
                 for partition, lag in (await consumer_lag(self.consumer)).items():
                     m.CONSUMER_LAG.labels(self.region, str(partition)).set(lag)
                 m.WINDOW_SHOPPERS.labels(self.region).set(self.examples.shoppers)
+        except Exception:  # logged here: the drain below may raise too, and would hide this one
+            self.log.exception("trainer_failed")
+            raise
         finally:
             await self.flush(reason="shutdown")
             await self.consumer.stop()  # leaves the group: the sibling takes over at once

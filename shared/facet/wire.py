@@ -12,7 +12,7 @@ from typing import Any, Final, TypeVar
 import msgpack
 from pydantic import BaseModel, ValidationError
 
-from facet.contracts import BehaviourEvent, GlobalModel, ModelUpdate
+from facet.contracts import BehaviourEvent, GlobalModel, ModelUpdate, RegionalStatistics
 from facet.errors import PoisonMessageError
 
 SCHEMA_NAME: Final = "facet"
@@ -24,6 +24,7 @@ KIND_BY_MODEL: Final[dict[type[BaseModel], str]] = {
     BehaviourEvent: "event",
     ModelUpdate: "update",
     GlobalModel: "model",
+    RegionalStatistics: "statistics",
 }
 
 M = TypeVar("M", bound=BaseModel)

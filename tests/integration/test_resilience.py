@@ -18,11 +18,14 @@ from typing import Any
 
 import httpx
 import msgpack
+import numpy as np
 import pytest
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
-from facet.contracts import GlobalModel
+from facet.contracts import GlobalModel, InterestCounts, RegionalStatistics
+from facet.federation.model_signing import ModelVerifier
 from facet.federation.updates import resigned
+from facet.insights.releases import InterestWindow, StatisticsSettings, check_release, release
 from facet.kafka.admin import create_all_topics
 from facet.kafka.clients import make_consumer, make_producer
 from facet.kafka.dlq import REASON_HEADER
@@ -32,7 +35,16 @@ from facet.workload.generator import JewelryWorkload, WorkloadConfig
 from facet_lab.launcher import ServiceProcess
 from facet_lab.system.scrape import scrape
 
-from tests.helpers import MODEL_PRIVATE_KEY, TINY_MODEL, api_keys_env, kafka_env, model_env, signed_update, trust_env
+from tests.helpers import (
+    MODEL_PRIVATE_KEY,
+    MODEL_PUBLIC_KEY,
+    TINY_MODEL,
+    api_keys_env,
+    kafka_env,
+    model_env,
+    signed_update,
+    trust_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +109,8 @@ def stack(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=broker.supports_idempotence)
     suffix = uuid.uuid4().hex[:8]
     topics = TopicSettings(events_pattern=f"r{suffix}.events.{{region}}.v1", updates=f"r{suffix}.updates",
-                           models=f"r{suffix}.models", dead_letter=f"r{suffix}.dlq", events_partitions=2)
+                           models=f"r{suffix}.models", statistics=f"r{suffix}.statistics",
+                           dead_letter=f"r{suffix}.dlq", events_partitions=2)
     asyncio.run(create_all_topics(kafka, topics, ["eu", "us"]))
     logs = tmp_path_factory.mktemp("resilience")
     common = kafka_env(kafka, topics)
@@ -116,6 +129,9 @@ def stack(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
             "FACET_TRAINER_SIGNING_KEY": TRAINER_KEYS["trainer-eu"],
             "FACET_TRAINER_UPDATE_EVERY_SAMPLES": "100", "FACET_TRAINER_UPDATE_EVERY_SECONDS": "1",
             "FACET_TRAINER_BATCH_SIZE": "16", "FACET_TRAINER_GROUP_ID": f"trainer-eu-{suffix}",
+            # Interest counts released every 2 s (epsilon 2 per 8 s: a test's budget, not a real one).
+            "FACET_TRAINER_STATISTICS__PRIVACY__PERIOD_SECONDS": "8",
+            "FACET_TRAINER_STATISTICS__VALUE_BUCKETS": "1024",
         }, logs, "trainer"),
         "recommender": ServiceProcess(["recommender", "--region", "eu"], {
             **common, **model_env("FACET_RECOMMENDER_"), **trust_env("FACET_RECOMMENDER_"),
@@ -223,6 +239,59 @@ async def test_a_trainer_key_cannot_speak_for_another_region(stack: Stack) -> No
                              base_version=version, seed=3)
     await stack.send_raw(stack.topics.updates, wire.encode(impostor))
     assert b"wrong_region" in await stack.dead_letters(b"wrong_region")
+
+
+async def _forwarded_statistics(stack: Stack) -> list[RegionalStatistics]:
+    consumer = make_consumer(stack.kafka, stack.kafka.federation_servers(), [stack.topics.statistics],
+                             group_id=None)
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=3_000)
+        return [wire.decode(r.value, RegionalStatistics) for rs in batches.values() for r in rs]
+    finally:
+        await consumer.stop()
+
+
+def _counts(noise_scale: float = 1.0) -> InterestCounts:
+    settings = StatisticsSettings(value_buckets=1024)
+    space = settings.space(TINY_MODEL.id_buckets)
+    window = InterestWindow(settings, space, TINY_MODEL.feature_space().item_bucket)
+    counts = release(window.close(), settings, space, np.random.default_rng(0))
+    return counts.model_copy(update={"noise_std": counts.noise_std * noise_scale})
+
+
+async def test_statistics_are_forwarded_signed_only_from_an_authentic_trainer_with_enough_noise(
+        stack: Stack) -> None:
+    await _seed_events(stack)  # new events: the eu trainer sends updates, its releases ride on them
+
+    async def forwarded() -> bool:
+        counts = await stack.metric("aggregator", "facet_aggregator_statistics_forwarded_total", "region")
+        return isinstance(counts, dict) and counts.get("eu", 0) >= 1
+
+    assert await _wait_for(forwarded, 90), stack.processes["trainer"].log_tail()
+    key = TRAINER_KEYS["trainer-us"].encode()
+    version = await stack.aggregator_version()
+    impostor = resigned(signed_update(key, trainer_id="trainer-us", region="eu", base_version=version, seed=7),
+                        key, statistics=_counts())
+    thin = resigned(signed_update(key, trainer_id="trainer-us", region="us", base_version=version, seed=8),
+                    key, statistics=_counts(noise_scale=0.1))
+    for update in (impostor, thin):
+        await stack.send_raw(stack.topics.updates, wire.encode(update))
+
+    async def thin_refused() -> bool:
+        refused = await stack.metric("aggregator", "facet_aggregator_statistics_rejected_total", "reason")
+        return isinstance(refused, dict) and refused.get("noise_below_budget", 0) >= 1
+
+    assert await _wait_for(thin_refused), stack.processes["aggregator"].log_tail()
+    records = await _forwarded_statistics(stack)
+    verifier = ModelVerifier([MODEL_PUBLIC_KEY])
+    assert records and all(verifier.verify_statistics(r) for r in records)
+    assert {r.region for r in records} == {"eu"} and {r.trainer_id for r in records} == {"trainer-eu"}
+    assert not {impostor.update_id, thin.update_id} & {r.update_id for r in records}
+    decoded = check_release(records[0].counts, TINY_MODEL.id_buckets)
+    assert decoded.shape == (TINY_MODEL.id_buckets + 1024,)
+    status = (await stack.request("GET", "trainer", "/v1/status")).json()["statistics"]
+    assert status["enabled"] and status["releases_spent"] >= 1 and status["epsilon_spent"] <= 2.0 + 1e-6
 
 
 async def test_poison_events_are_dead_lettered_and_valid_events_still_train(stack: Stack) -> None:

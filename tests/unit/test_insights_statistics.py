@@ -14,11 +14,11 @@ from facet.federation.model_signing import ModelSigner, ModelVerifier, generate_
 from facet.federation.signing import verify
 from facet.federation.updates import resigned, signed_update
 from facet.insights.count_history import CountHistory, StatedBudget
+from facet.insights.history import DemandHistory, Snapshot
 from facet.insights.products import ProductFacts
 from facet.insights.regional_counts import RegionCounts
 from facet.insights.releases import InterestWindow, StatisticsSettings, check_release, release
 from facet.insights.report import InsightsBuilder, counted_figures
-from facet.insights.history import DemandHistory, Snapshot
 from facet.insights.statistics import SENSITIVITY, CountSpace, decode_counts, interest_counts, shopper_vector
 from facet.model.features import FeatureSpace
 from facet.privacy.settings import PrivacySettings

@@ -291,8 +291,8 @@ def run_insights_benchmark(dataset: str, events: Sequence[BehaviourEvent], confi
                                          np.zeros(len(values)))
         counted_categories = counted_lifts(counts, products, count_space).lifts["category"]
         truth_categories = restricted(truth_all, largest)
-        comparison = compare_lifts({"category": restricted(counted_categories, largest)}, {"category": truth_categories},
-                                   regions, ["category"])
+        comparison = compare_lifts({"category": restricted(counted_categories, largest)},
+                                   {"category": truth_categories}, regions, ["category"])
         summary["spearman_ground_truth_retail"] = comparison["mean"]
         summary["spearman_ground_truth_retail_model_only"] = compare_lifts(
             {"category": restricted(category_from_model, largest)}, {"category": truth_categories}, regions,

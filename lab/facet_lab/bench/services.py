@@ -73,6 +73,7 @@ def _env(kafka: KafkaSettings, topics: TopicSettings) -> dict[str, str]:
         "FACET_KAFKA_ENABLE_IDEMPOTENCE": str(kafka.enable_idempotence).lower(),
         "FACET_TOPICS_EVENTS_PATTERN": topics.events_pattern,
         "FACET_TOPICS_MODELS": topics.models,
+        "FACET_TOPICS_STATISTICS": topics.statistics,
         "FACET_TOPICS_UPDATES": topics.updates,
         "FACET_TOPICS_DEAD_LETTER": topics.dead_letter,
         "FACET_LOG_JSON": "true",

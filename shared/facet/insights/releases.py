@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from facet.contracts import BehaviourEvent, InterestCounts
 from facet.errors import PoisonMessageError
 from facet.insights.statistics import CODEC, SENSITIVITY, CountSpace, decode_counts, encode_counts, interest_counts
-from facet.privacy.settings import STATISTICS_PRIVACY, PrivacySettings
+from facet.privacy.settings import PrivacySettings, ReleasePrivacy
 
 
 class StatisticsSettings(BaseModel):
@@ -31,7 +31,7 @@ class StatisticsSettings(BaseModel):
 
     enabled: bool = True
     #: Its own budget, separate from the model's: ``steps_per_period`` releases per period at sampling rate 1.
-    privacy: PrivacySettings = STATISTICS_PRIVACY
+    privacy: ReleasePrivacy = Field(default_factory=ReleasePrivacy)
     value_buckets: int = Field(default=65_536, ge=16, le=2**21)
     #: Memory bounds of a window. A shopper past the cap is not counted (never evicted: an evicted shopper
     #: who came back would count twice); items past a shopper's cap are not counted either.
