@@ -8,15 +8,19 @@ import shutil
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from facet import wire
 from facet.config import KafkaSettings, TopicSettings
+from facet.contracts import RegionalStatistics
+from facet.insights.releases import InterestWindow, StatisticsSettings, release
 from facet.kafka.admin import create_all_topics
 from facet.kafka.clients import make_producer
 from facet.workload.generator import JewelryWorkload, WorkloadConfig
 from facet_lab.launcher import ServiceProcess
+from facet_lab.system.scrape import scrape
 
-from tests.helpers import api_keys_env, kafka_env, model_env, signed_model, trust_env
+from tests.helpers import MODEL_SIGNER, TINY_MODEL, api_keys_env, kafka_env, model_env, signed_model, trust_env
 
 pytestmark = pytest.mark.integration
 READER = "merchandiser-key"
@@ -30,6 +34,19 @@ def _feed(path: Path) -> Path:
              f'"price": {catalogue.price_usd[i]}, "currency": "USD"}}' for i, item in enumerate(catalogue.item_ids)]
     path.write_text("\n".join([*lines, "{broken line"]) + "\n")
     return path
+
+
+def _statistics(regions: tuple[str, ...]) -> list[RegionalStatistics]:
+    """Each region's release over a workload sharing the feed's catalogue, as the aggregator forwards it."""
+    settings = StatisticsSettings()
+    space = settings.space(TINY_MODEL.id_buckets)
+    windows = {r: InterestWindow(settings, space, TINY_MODEL.feature_space().item_bucket) for r in regions}
+    for event in JewelryWorkload(WorkloadConfig(sessions=600, initial_items=60, regions=regions)).events():
+        windows[event.region].add(event)
+    rng = np.random.default_rng(1)
+    return [MODEL_SIGNER.sign_statistics(RegionalStatistics(
+        region=r, trainer_id=f"trainer-{r}", update_id=f"u-{r}",
+        counts=release(windows[r].close(), settings, space, rng))) for r in regions]
 
 
 def _read_page(url: str, key: str) -> dict[str, object]:
@@ -54,9 +71,10 @@ def _read_page(url: str, key: str) -> dict[str, object]:
                 a: e.dataset.a, b: e.dataset.b, value: parseFloat(e.dataset.similarity),
                 shown: e.querySelector('text').textContent}))""")
             version = page.get_attribute("#provenance", "data-version")
+            provenance = page.inner_text("#provenance")
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
-            return {"cells": cells, "similarity": similarity, "version": version}
+            return {"cells": cells, "similarity": similarity, "version": version, "provenance": provenance}
         finally:
             browser.close()
 
@@ -86,8 +104,27 @@ async def test_the_page_draws_what_the_api_says_for_the_live_model(
                     break
                 await asyncio.sleep(0.2)
             assert api["provenance"]["model_version"] == 2 and api["items"] == 60  # the broken line was refused
+            assert api["provenance"]["statistics"] is None  # no region has released counts yet
+            releases = _statistics(TINY_MODEL.regions)
+            forged = releases[0].model_copy(update={"update_id": "forged"})  # signature no longer matches
+            for record in [forged, *releases, releases[1]]:  # and one repeat
+                await producer.send_and_wait(topic_settings.statistics, wire.encode(record), key=b"x")
+            for _ in range(100):
+                api = (await client.get("/v1/insights")).json()
+                if api["provenance"]["statistics"] is not None:
+                    break
+                await asyncio.sleep(0.2)
+            counted = api["provenance"]["statistics"]
+            assert counted is not None and counted["releases"] == len(TINY_MODEL.regions)
+            assert counted["epsilon_per_period"] == 2.0 and api["provenance"]["epsilon_spent"] == 2.0
+            sources = {f["field"]: f["source"] for f in api["region_insights"][0]["lifts"]}
+            assert sources == {"metal": "counts", "gem": "counts", "category": "counts", "color": "counts",
+                               "price_band": "model"}
+            scraped = await scrape(client, service.url("/metrics"))
+            refused = scraped.by_label("facet_insights_statistics_rejected_total", "reason")
+            assert refused.get("bad_signature") == 1 and refused.get("duplicate") == 1
             page = await asyncio.to_thread(_read_page, service.url("/"), READER)
-        assert page["version"] == "2"
+        assert page["version"] == "2" and "noisy interest counts" in str(page["provenance"])
         expected = {(r["region"], f["field"], c["value"]): c["lift"]
                     for r in api["region_insights"] for f in r["lifts"] for c in f["cells"]}
         drawn = {(c["region"], c["field"], c["value"]): c for c in page["cells"]}  # type: ignore[union-attr]
