@@ -6,6 +6,7 @@ ADMIN=/etc/kafka/admin.properties
 bin=/opt/kafka/bin
 "$bin/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --alter --entity-type users --entity-name ingest --add-config "SCRAM-SHA-512=[iterations=8192,password=${KAFKA_PASSWORD_INGEST:?}]"
 "$bin/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --alter --entity-type users --entity-name aggregator --add-config "SCRAM-SHA-512=[iterations=8192,password=${KAFKA_PASSWORD_AGGREGATOR:?}]"
+"$bin/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --alter --entity-type users --entity-name insights --add-config "SCRAM-SHA-512=[iterations=8192,password=${KAFKA_PASSWORD_INSIGHTS:?}]"
 "$bin/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --alter --entity-type users --entity-name topic-creator --add-config "SCRAM-SHA-512=[iterations=8192,password=${KAFKA_PASSWORD_TOPIC_CREATOR:?}]"
 "$bin/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --alter --entity-type users --entity-name trainer-us --add-config "SCRAM-SHA-512=[iterations=8192,password=${KAFKA_PASSWORD_TRAINER_US:?}]"
 "$bin/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --alter --entity-type users --entity-name recommender-us --add-config "SCRAM-SHA-512=[iterations=8192,password=${KAFKA_PASSWORD_RECOMMENDER_US:?}]"
@@ -149,6 +150,14 @@ bin=/opt/kafka/bin
 "$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:aggregator --operation Write --topic facet.models.v1
 "$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:aggregator --operation Describe --topic facet.dlq.v1
 "$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:aggregator --operation Write --topic facet.dlq.v1
+"$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:aggregator --operation Describe --topic facet.statistics.v1
+"$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:aggregator --operation Write --topic facet.statistics.v1
+"$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:insights --operation Describe --topic facet.models.v1
+"$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:insights --operation Read --topic facet.models.v1
+"$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:insights --operation Describe --topic facet.statistics.v1
+"$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:insights --operation Read --topic facet.statistics.v1
+"$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:insights --operation Describe --topic facet.dlq.v1
+"$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:insights --operation Write --topic facet.dlq.v1
 "$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:topic-creator --operation Describe --topic facet.events.us.v1
 "$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:topic-creator --operation Create --topic facet.events.us.v1
 "$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:topic-creator --operation DescribeConfigs --topic facet.events.us.v1
@@ -176,6 +185,9 @@ bin=/opt/kafka/bin
 "$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:topic-creator --operation Describe --topic facet.models.v1
 "$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:topic-creator --operation Create --topic facet.models.v1
 "$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:topic-creator --operation DescribeConfigs --topic facet.models.v1
+"$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:topic-creator --operation Describe --topic facet.statistics.v1
+"$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:topic-creator --operation Create --topic facet.statistics.v1
+"$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:topic-creator --operation DescribeConfigs --topic facet.statistics.v1
 "$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:topic-creator --operation Describe --topic facet.dlq.v1
 "$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:topic-creator --operation Create --topic facet.dlq.v1
 "$bin/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --add --allow-principal User:topic-creator --operation DescribeConfigs --topic facet.dlq.v1

@@ -234,11 +234,24 @@ def network_policies() -> list[dict[str, Any]]:
             },
         },
     ]
-    for region in REGIONS:
-        to_aggregator = {
-            "to": [{"podSelector": {"matchLabels": labels("aggregator")}}],
-            "ports": [{"protocol": "TCP", "port": PORT}],
+    to_aggregator = {
+        "to": [{"podSelector": {"matchLabels": labels("aggregator")}}],
+        "ports": [{"protocol": "TCP", "port": PORT}],
+    }
+    policies.append(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "insights"},
+            "spec": {
+                "podSelector": {"matchLabels": labels("insights")},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [scrape, {"ports": [{"protocol": "TCP", "port": PORT}]}],
+                "egress": [dns, kafka, to_aggregator],
+            },
         }
+    )
+    for region in REGIONS:
         # A region's pods reach Kafka, DNS and the aggregator's model artifacts; nothing else.
         policies.append(
             {
@@ -295,6 +308,10 @@ def manifests() -> dict[str, list[dict[str, Any]]]:
                 "FACET_TRAINER_PRIVACY__EPSILON": "8",
                 "FACET_TRAINER_PRIVACY__DELTA": "1e-7",
                 "FACET_TRAINER_PRIVACY__PERIOD_SECONDS": "86400",
+                # The insights statistics' own budget: epsilon 2 per shopper per day over 4 releases.
+                "FACET_TRAINER_STATISTICS__ENABLED": "true",
+                "FACET_TRAINER_STATISTICS__PRIVACY__EPSILON": "2",
+                "FACET_TRAINER_STATISTICS__PRIVACY__PERIOD_SECONDS": "86400",
             },
         }
     ]
@@ -406,6 +423,21 @@ def manifests() -> dict[str, list[dict[str, Any]]]:
         ]
     files["trainers.yaml"] = trainers
     files["recommenders.yaml"] = recommenders
+    # Merchandising's insights: reads models and the aggregator-signed statistics, never an events topic.
+    insights = container(
+        "insights",
+        ["insights"],
+        [secret_env("FACET_INSIGHTS_API_KEYS", "insights-api-keys"), *model_trust("FACET_INSIGHTS_"),
+         *kafka_identity("insights")],
+        "250m",
+        "1Gi",
+        "1",
+        "2Gi",
+    )
+    files["insights.yaml"] = [
+        deployment("insights", "insights", 1, pod_spec([insights])),
+        service("insights", "insights"),
+    ]
     files["networkpolicies.yaml"] = network_policies()
     return files
 

@@ -21,6 +21,8 @@ def summarize_insights(document: dict[str, Any], page_url: str, per_field: int =
         "model_version": overview.provenance.model_version,
         "versions_compared": overview.provenance.versions_compared,
         "epsilon_spent_by_insights": overview.provenance.epsilon_spent,
+        "statistics": overview.provenance.statistics.model_dump(mode="json") if overview.provenance.statistics
+        else None,
         "items": overview.items,
         "top_lifts": {r.region: {f.field: [(c.value, round(c.lift, 2)) for c in
                                            sorted(f.cells, key=lambda c: -c.lift)[:per_field]] for f in r.lifts}
@@ -35,8 +37,13 @@ def print_region(console: Console, overview: InsightsOverview, region: RegionIns
     p = overview.provenance
     console.print(f"[bold]{region.region}[/] · model version {p.model_version} loaded {p.loaded_at:%Y-%m-%d %H:%M} UTC"
                   f" · ± = spread over {p.versions_compared} versions · privacy cost {p.epsilon_spent:g}")
+    if p.statistics is not None:
+        s = p.statistics
+        console.print(f"{', '.join(s.fields)} from the regions' noisy interest counts: {s.releases} releases "
+                      f"{s.window_start:%Y-%m-%d %H:%M} to {s.window_end:%Y-%m-%d %H:%M} UTC, shopper-level ε "
+                      f"{s.epsilon_per_period:g} per {s.period_seconds:g} s at δ {s.delta:g} (± there: the noise)")
     for lifts in region.lifts:
-        table = Table(title=f"lift by {lifts.field}", title_justify="left")
+        table = Table(title=f"lift by {lifts.field} (from the {lifts.source})", title_justify="left")
         for column in ("value", "lift", "±", "share", "mix share"):
             table.add_column(column, justify="left" if column == "value" else "right")
         for cell in sorted(lifts.cells, key=lambda c: -c.lift):

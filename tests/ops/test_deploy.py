@@ -204,6 +204,10 @@ def test_kafka_grants_keep_each_region_to_itself() -> None:
     writers = {(g.principal, g.resource_name) for g in grants if g.operation == "Write"}
     assert {p for p, topic in writers if topic == topics.models} == {"aggregator"}
     assert {p for p, topic in writers if topic == topics.updates} == {f"trainer-{r}" for r in REGIONS}
+    # Statistics reach insights only signed by the aggregator, and insights reads nothing raw.
+    assert {p for p, topic in writers if topic == topics.statistics} == {"aggregator"}
+    assert {g.resource_name for g in grants if g.principal == "insights" and g.operation == "Read"} == {
+        topics.models, topics.statistics}
     assert {g.principal for g in grants if g.operation == "Create"} == {"topic-creator"}
     assert not [g for g in grants if g.resource_type == "cluster"], "no service administers the cluster"
 
@@ -234,7 +238,7 @@ def test_compose_kafka_is_tls_scram_and_acl_only() -> None:
         assert environment.get("FACET_KAFKA_SECURITY_PROTOCOL", "SASL_SSL") == "SASL_SSL"
         expected = name.replace("topics", "topic-creator")
         assert environment["FACET_KAFKA_SASL_USERNAME"] == expected, f"{name} must use its own principal"
-        if name.startswith(("trainer-", "recommender-")):
+        if name.startswith(("trainer-", "recommender-", "insights")):
             assert "PUBLIC_KEYS" in "".join(environment), f"{name} must verify model broadcasts"
     assert users == set(principals(REGIONS))
     assert "FACET_AGGREGATOR_MODEL_SIGNING_KEY" in document["services"]["aggregator"]["environment"]

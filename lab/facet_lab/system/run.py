@@ -81,6 +81,11 @@ class SystemConfig(BaseModel):
         steps = max(1, int(self.duration_s / self.update_every_s) + 2) * self.private_steps_per_update
         return PrivacySettings(enabled=self.privacy, epsilon=self.epsilon, steps_per_period=steps, pace=False)
 
+    def statistics_env(self) -> dict[str, str]:
+        """The trainers' interest counts: a day's releases (4, at the default epsilon 2) within the run, so
+        the insights service reads counts before it ends; the report states the period as it is."""
+        return {"FACET_TRAINER_STATISTICS__PRIVACY__PERIOD_SECONDS": str(self.duration_s)}
+
 
 def _env_value(value: object) -> str:
     """A setting as pydantic-settings reads it from the environment (JSON for lists and tuples)."""
@@ -167,6 +172,7 @@ class SystemRun:
                     "FACET_TRAINER_PRIVATE_STEPS_PER_UPDATE": str(self.config.private_steps_per_update),
                     **{f"FACET_TRAINER_PRIVACY__{k.upper()}": _env_value(v)
                        for k, v in self.config.trainer_privacy().model_dump().items()},
+                    **self.config.statistics_env(),
                 })
         for region in self.config.regions:
             name = f"recommender-{region}"
