@@ -52,7 +52,8 @@ async def run_insights(settings: InsightsSettings, kafka: KafkaSettings, topics:
     shutdown.install()
     state = InsightsState(settings.model, settings.report_regions(), max_items=settings.max_items,
                           recent_versions=settings.recent_versions, options=ReportOptions(top_k=settings.top_k),
-                          value_buckets=settings.statistics_value_buckets)
+                          value_buckets=settings.statistics_value_buckets,
+                          statistics_window_days=settings.statistics_window_days)
     if settings.catalogue_file is not None:
         added = await asyncio.to_thread(load_feed, state, settings.catalogue_file)
         log.info("catalogue_loaded", path=str(settings.catalogue_file), items=added)

@@ -30,6 +30,8 @@ class InsightsSettings(HttpServing, ApiKeySettings):
     model_trust: ModelTrustSettings = Field(default_factory=ModelTrustSettings)
     #: Must match the trainers' ``statistics.value_buckets``: releases of another shape are refused.
     statistics_value_buckets: int = Field(default=65_536, ge=16, le=2**21)
+    #: Counted figures sum the regions' releases over this many days (more: less noise, slower to turn).
+    statistics_window_days: int = Field(default=7, ge=1, le=90)
     #: The page's login cookie is sent only over HTTPS (turn off only for plain-HTTP development).
     secure_cookie: bool = True
     http_port: int = Field(default=8084, ge=0, le=65535)

@@ -26,7 +26,8 @@ class CatalogueFull(Exception):
 
 class InsightsState:
     def __init__(self, config: ModelConfig, regions: list[str], *, max_items: int, recent_versions: int,
-                 options: ReportOptions, value_buckets: int = CountSpace.value_buckets) -> None:
+                 options: ReportOptions, value_buckets: int = CountSpace.value_buckets,
+                 statistics_window_days: int = 7) -> None:
         self.config = config
         self.regions = regions
         self.max_items = max_items
@@ -34,7 +35,8 @@ class InsightsState:
         self.products = ProductFacts(config.feature_space())
         self.history = DemandHistory(recent=recent_versions)
         self.count_space = CountSpace(id_buckets=config.id_buckets, value_buckets=value_buckets)
-        self.counts = CountHistory(regions, self.count_space.size)
+        self.window_days = statistics_window_days
+        self.counts = CountHistory(regions, self.count_space.size, keep_days=statistics_window_days + 2)
         self._model = SequenceRecommender(config)
         self._lock = threading.Lock()  # announcements (on the loop) against a load's catalogue copy
         self._build_lock = threading.Lock()  # a model load and a statistics rebuild, one at a time
@@ -83,7 +85,8 @@ class InsightsState:
 
     def _build(self) -> None:
         with self._lock:
-            counted = counted_figures(self.counts, self.products, self.regions, self.count_space)
+            counted = counted_figures(self.counts, self.products, self.regions, self.count_space,
+                                      self.window_days)
         builder = InsightsBuilder(self.products, self.regions, self.history, self.options, counted)
         self._built = (builder, builder.overview())
 

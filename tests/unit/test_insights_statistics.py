@@ -183,3 +183,22 @@ def test_a_stated_budget_must_be_one_noise_can_meet() -> None:
     assert error.value.reason in {"bad_budget", "noise_below_budget"}
     assert PrivacySettings(epsilon=2, sample_rate=1, steps_per_period=4, clip_norm=1, pace=False).epsilon == 2
     assert RegionCounts(np.zeros(3)).noise_std == 0
+
+
+def test_the_benchmark_replays_releases_with_the_trainers_code_on_the_events_clock() -> None:
+    from facet_lab.bench.insights import noisy_counts
+    from facet.privacy.settings import ReleasePrivacy
+
+    settings = StatisticsSettings(value_buckets=4_096, privacy=ReleasePrivacy(epsilon=50.0, period_seconds=400.0))
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    events = [_event(f"s{i}", f"ring-{i % 3}").model_copy(update={"occurred_at": start + timedelta(seconds=7 * i),
+                                                                  "region": ("us", "eu")[i % 2]})
+              for i in range(60)]  # 60 shoppers over 413 s: 5 release intervals of 100 s
+    space = FeatureSpace(id_buckets=1_024)
+    totals, releases = noisy_counts(events, ["us", "eu"], settings, SPACE, space.item_bucket, seed=3)
+    gold = SPACE.value_bucket("metal", "gold")
+    noise = settings.privacy.noise_multiplier() * SENSITIVITY
+    assert releases == 5
+    for total in totals:  # every shopper's unit on gold, 30 per region, plus the noise of five releases
+        assert total.releases == 5 and total.noise_std == pytest.approx(noise * np.sqrt(5))
+        assert total.counts[gold] == pytest.approx(30.0, abs=4 * total.noise_std)

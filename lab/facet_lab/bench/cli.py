@@ -131,6 +131,7 @@ def insights(
     sessions: int = typer.Option(20_000, help="Synthetic sessions."),
     rounds: int = typer.Option(12, min=1, help="Federated training budget, in synchronous-round times."),
     local_steps: int = typer.Option(8, min=1),
+    statistics_epsilon: float = typer.Option(2.0, min=0.01, help="The counts' epsilon per day (4 releases)."),
     seed: int = typer.Option(0),
 ) -> None:
     """Insights from the federated model against the planted tastes (synthetic) or the raw file's category
@@ -145,7 +146,11 @@ def insights(
     name = DatasetName(dataset)
     if name is DatasetName.JEWELRY:
         raise typer.BadParameter("the jewelry file has no real regions (they are simulated from taste)")
-    options = InsightsOptions(rounds=rounds, local_steps=local_steps, seed=seed)
+    from facet.insights.releases import StatisticsSettings
+    from facet.privacy.settings import ReleasePrivacy
+
+    statistics = StatisticsSettings(privacy=ReleasePrivacy(epsilon=statistics_epsilon))
+    options = InsightsOptions(rounds=rounds, local_steps=local_steps, statistics=statistics, seed=seed)
     workload = None
     if name is DatasetName.SYNTHETIC:
         workload = JewelryWorkload(WorkloadConfig(sessions=sessions, seed=seed + 7))

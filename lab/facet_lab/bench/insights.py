@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,10 +32,10 @@ from facet.insights.lifts import FieldLifts, field_lifts, value_shares
 from facet.insights.opportunities import candidates, opportunities
 from facet.insights.products import ProductFacts
 from facet.insights.regional_counts import EXPOSURE_SIGMAS, RegionCounts, counted_lifts, exposed_items
-from facet.insights.statistics import COUNTED_FIELDS, SENSITIVITY, CountSpace, add_noise, interest_counts
+from facet.insights.releases import InterestWindow, StatisticsSettings, check_release, release
+from facet.insights.statistics import SENSITIVITY, CountSpace
 from facet.model.network import ModelConfig, SequenceRecommender
 from facet.privacy.accounting import spent_epsilon
-from facet.privacy.settings import STATISTICS_PRIVACY, PrivacySettings
 from facet.workload.catalogue import CATEGORIES, METALS, default_regions, region_affinity
 from facet.workload.generator import JewelryWorkload
 from scipy.stats import spearmanr
@@ -50,8 +50,8 @@ class InsightsOptions:
     rounds: int = 12
     local_steps: int = 8
     cutoff: float = 0.7
-    #: The trainers' release budget (their default): epsilon per day over this many releases a day.
-    statistics: PrivacySettings = STATISTICS_PRIVACY
+    #: The trainers' releases (their default: epsilon 2 per day over 4 releases a day).
+    statistics: StatisticsSettings = field(default_factory=StatisticsSettings)
     #: An item counts as already bought in a region when its noisy count stands this many noise sigmas
     #: clear of zero.
     exposure_sigmas: float = EXPOSURE_SIGMAS
@@ -156,27 +156,42 @@ def restricted(lifts: FieldLifts, keep: Sequence[int]) -> FieldLifts:
     return FieldLifts(lifts.field, [lifts.values[i] for i in keep], shares, shares.mean(axis=0))
 
 
-def noisy_counts(events: Sequence[BehaviourEvent], products: ProductFacts, regions: Sequence[str],
-                 space: CountSpace, settings: PrivacySettings, seed: int) -> tuple[list[RegionCounts], int]:
-    """Each region's releases over ``events`` as its trainer makes them (one per release interval with
-    shoppers in it, each with its own noise), summed; and the most releases any region made."""
+def noisy_counts(events: Sequence[BehaviourEvent], regions: Sequence[str], settings: StatisticsSettings,
+                 space: CountSpace, item_bucket: Callable[[str], int],
+                 seed: int) -> tuple[list[RegionCounts], int]:
+    """Each region's releases over ``events`` as its trainer makes them, by the trainer's own code (window,
+    release) on the events' clock, each checked and decoded as the aggregator and insights service do;
+    summed per region. Intervals in which a region saw nobody release noise alone, as a running trainer
+    does. Also: the most releases any region made."""
     rng = np.random.default_rng(seed)
-    interval = settings.period_seconds / settings.steps_per_period
-    buckets, _ = products.catalogue.arrays()
-    values = [space.item_values({name: products.values[name][i] if products.values[name][i] != "?" else None
-                                 for name in COUNTED_FIELDS}) for i in range(len(products))]
-    windows: dict[tuple[str, int], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for event in events:
-        index = products.catalogue.index.get(event.item_id)
-        if index is not None and event.region in regions:
-            windows[(event.region, int(event.occurred_at.timestamp() // interval))][event.shopper_id].append(index)
-    noise = settings.noise_multiplier()
+    ordered = sorted((e for e in events if e.region in regions), key=lambda e: e.occurred_at)
+    if not ordered:
+        return [RegionCounts(np.zeros(space.size)) for _ in regions], 0
+    now = [ordered[0].occurred_at.timestamp()]
+    windows = {r: InterestWindow(settings, space, item_bucket, clock=lambda: now[0]) for r in regions}
     totals = {r: RegionCounts(np.zeros(space.size)) for r in regions}
-    for (region, _), shoppers in sorted(windows.items()):
-        touches = [[(int(buckets[i]), values[i]) for i in sorted(set(items))] for items in shoppers.values()]
-        exact = interest_counts(touches, space)
-        totals[region].add(add_noise(exact, noise, rng), noise * SENSITIVITY)
-    return [totals[r] for r in regions], max((t.releases for t in totals.values()), default=0)
+    made = dict.fromkeys(regions, 0)
+    interval = settings.release_seconds
+    noise_std = settings.privacy.noise_multiplier() * SENSITIVITY
+
+    def close(region: str) -> None:
+        opened = windows[region].close()
+        counts = check_release(release(opened, settings, space, rng), space.id_buckets)
+        skipped = int((now[0] // interval) - (opened.end.timestamp() // interval))  # empty intervals since
+        totals[region].add(counts, noise_std)
+        if skipped > 0:
+            totals[region].add(rng.normal(0.0, noise_std * np.sqrt(skipped), space.size), noise_std * np.sqrt(skipped))
+        made[region] += 1 + max(skipped, 0)
+
+    for event in ordered:
+        now[0] = event.occurred_at.timestamp()
+        for region, window in windows.items():
+            if window.due:
+                close(region)
+        windows[event.region].add(event)
+    for region in regions:
+        close(region)
+    return [totals[r] for r in regions], max(made.values())
 
 
 def purchases_by_region(events: Sequence[BehaviourEvent], products: ProductFacts) -> dict[str, set[int]]:
@@ -260,12 +275,12 @@ def run_insights_benchmark(dataset: str, events: Sequence[BehaviourEvent], confi
     space = config.feature_space()
     result: dict[str, Any] = {"federation": federation, "events_before": len(before), "events_after": len(after)}
     summary: dict[str, Any] = {}
-    count_space = CountSpace(id_buckets=config.id_buckets)
     statistics = options.statistics
+    count_space = statistics.space(config.id_buckets)
     if workload is not None:
         regions = list(federation["regions"])
         demand = regional_demand(model, products.tensors(), [space.region_bucket(r) for r in regions])
-        counts, releases = noisy_counts(before, products, regions, count_space, statistics, options.seed)
+        counts, releases = noisy_counts(before, regions, statistics, count_space, space.item_bucket, options.seed)
         from_model = field_lifts(demand, products, PLANTED_FIELDS)
         counted = counted_lifts(counts, products, count_space).lifts
         reported = {**from_model, **{k: v for k, v in counted.items() if k in PLANTED_FIELDS}}
@@ -283,7 +298,7 @@ def run_insights_benchmark(dataset: str, events: Sequence[BehaviourEvent], confi
         shoppers = shoppers_per_region(before)
         regions = sorted((r for r, n in shoppers.items() if n >= options.min_shoppers), key=lambda r: -shoppers[r])
         demand = regional_demand(model, products.tensors(), [space.region_bucket(r) for r in regions])
-        counts, releases = noisy_counts(before, products, regions, count_space, statistics, options.seed)
+        counts, releases = noisy_counts(before, regions, statistics, count_space, space.item_bucket, options.seed)
         truth_all = retail_truth(before, products, regions)
         largest = [int(i) for i in np.argsort(-truth_all.shares.sum(axis=0), kind="stable")[:options.categories]]
         values, codes = products.codes("category")
@@ -303,8 +318,8 @@ def run_insights_benchmark(dataset: str, events: Sequence[BehaviourEvent], confi
     precision = opportunity_precision(demand, regions, before, after, products, options.top_k, exposed)
     model_view = opportunity_precision(demand, regions, before, after, products, options.top_k)
     summary["opportunity_precision_at_20_ratio_model_exposure"] = model_view["ratio"]
-    summary["epsilon_spent_by_insights"] = spent_epsilon(statistics, releases)
-    summary["epsilon_per_day_by_insights"] = statistics.epsilon
+    summary["epsilon_spent_by_insights"] = spent_epsilon(statistics.privacy, releases)
+    summary["epsilon_per_day_by_insights"] = statistics.privacy.epsilon
     summary["statistics_releases_per_region"] = releases
     summary["opportunity_precision_at_20_ratio"] = precision["ratio"]
     summary["opportunity_precision_at_20_model"] = precision["precision_model"]

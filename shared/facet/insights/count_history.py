@@ -1,5 +1,6 @@
 """Each region's released interest counts as the insights service keeps them: summed per UTC day of the
-release window, nine days kept (a week plus the days at either edge), every release taken once."""
+release window, ``keep_days`` kept (by default nine: a week plus the days at either edge), every release
+taken once."""
 
 from __future__ import annotations
 

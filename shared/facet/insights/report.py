@@ -63,12 +63,12 @@ class CountedFigures:
     provenance: StatisticsProvenance
 
 
-def counted_figures(counts: CountHistory, products: ProductFacts, regions: list[str],
-                    space: CountSpace) -> CountedFigures | None:
+def counted_figures(counts: CountHistory, products: ProductFacts, regions: list[str], space: CountSpace,
+                    days: int = 7) -> CountedFigures | None:
     """None until every reported region has released counts (a mix missing a region would skew every lift)."""
     if not regions or any(r not in counts.regions_counted for r in regions):
         return None
-    windows = [counts.window(r) for r in regions]
+    windows = [counts.window(r, days) for r in regions]
     held = [w for w, _ in windows]
     spans = [s for _, s in windows if s is not None]
     lifts = counted_lifts(held, products, space)

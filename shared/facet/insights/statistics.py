@@ -83,10 +83,6 @@ def interest_counts(shoppers: Iterable[Touches], space: CountSpace) -> np.ndarra
     return counts
 
 
-def add_noise(counts: np.ndarray, noise_multiplier: float, rng: np.random.Generator) -> np.ndarray:
-    return counts + rng.normal(0.0, noise_multiplier * SENSITIVITY, size=counts.shape)
-
-
 def encode_counts(counts: np.ndarray) -> bytes:
     """float16 (the noise dwarfs its rounding), under zstd."""
     clipped = np.clip(counts, -60_000, 60_000)  # float16's range; no real count per release comes near it
