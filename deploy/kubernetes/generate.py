@@ -308,7 +308,7 @@ def manifests() -> dict[str, list[dict[str, Any]]]:
                 "FACET_TRAINER_PRIVACY__EPSILON": "8",
                 "FACET_TRAINER_PRIVACY__DELTA": "1e-7",
                 "FACET_TRAINER_PRIVACY__PERIOD_SECONDS": "86400",
-                # The insights statistics' own budget: epsilon 2 per shopper per day over 4 releases.
+                # The insights statistics' own budget: epsilon 2 per shopper per day, one release a day.
                 "FACET_TRAINER_STATISTICS__ENABLED": "true",
                 "FACET_TRAINER_STATISTICS__PRIVACY__EPSILON": "2",
                 "FACET_TRAINER_STATISTICS__PRIVACY__PERIOD_SECONDS": "86400",

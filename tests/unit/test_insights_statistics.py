@@ -186,10 +186,11 @@ def test_a_stated_budget_must_be_one_noise_can_meet() -> None:
 
 
 def test_the_benchmark_replays_releases_with_the_trainers_code_on_the_events_clock() -> None:
-    from facet_lab.bench.insights import noisy_counts
     from facet.privacy.settings import ReleasePrivacy
+    from facet_lab.bench.insights import noisy_counts
 
-    settings = StatisticsSettings(value_buckets=4_096, privacy=ReleasePrivacy(epsilon=50.0, period_seconds=400.0))
+    settings = StatisticsSettings(value_buckets=4_096, privacy=ReleasePrivacy(epsilon=50.0, period_seconds=400.0,
+                                                                                 steps_per_period=4))
     start = datetime(2026, 12, 1, tzinfo=UTC)
     events = [_event(f"s{i}", f"ring-{i % 3}").model_copy(update={"occurred_at": start + timedelta(seconds=7 * i),
                                                                   "region": ("us", "eu")[i % 2]})

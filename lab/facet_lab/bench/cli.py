@@ -131,7 +131,7 @@ def insights(
     sessions: int = typer.Option(20_000, help="Synthetic sessions."),
     rounds: int = typer.Option(12, min=1, help="Federated training budget, in synchronous-round times."),
     local_steps: int = typer.Option(8, min=1),
-    statistics_epsilon: float = typer.Option(2.0, min=0.01, help="The counts' epsilon per day (4 releases)."),
+    statistics_epsilon: float = typer.Option(2.0, min=0.01, help="The counts' epsilon per day (one release)."),
     seed: int = typer.Option(0),
 ) -> None:
     """Insights from the federated model against the planted tastes (synthetic) or the raw file's category

@@ -50,7 +50,7 @@ class InsightsOptions:
     rounds: int = 12
     local_steps: int = 8
     cutoff: float = 0.7
-    #: The trainers' releases (their default: epsilon 2 per day over 4 releases a day).
+    #: The trainers' releases (their default: epsilon 2 per day in one daily release).
     statistics: StatisticsSettings = field(default_factory=StatisticsSettings)
     #: An item counts as already bought in a region when its noisy count stands this many noise sigmas
     #: clear of zero.
