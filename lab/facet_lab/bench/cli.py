@@ -131,7 +131,8 @@ def insights(
     sessions: int = typer.Option(20_000, help="Synthetic sessions."),
     rounds: int = typer.Option(12, min=1, help="Federated training budget, in synchronous-round times."),
     local_steps: int = typer.Option(8, min=1),
-    statistics_epsilon: float = typer.Option(2.0, min=0.01, help="The counts' epsilon per day (one release)."),
+    statistics_epsilon: float = typer.Option(2.0, min=0.01, help="The counts' epsilon per period (one release)."),
+    statistics_period_days: float = typer.Option(1.0, min=0.01, help="The counts' release period, in days."),
     seed: int = typer.Option(0),
 ) -> None:
     """Insights from the federated model against the planted tastes (synthetic) or the raw file's category
@@ -149,7 +150,8 @@ def insights(
     from facet.insights.releases import StatisticsSettings
     from facet.privacy.settings import ReleasePrivacy
 
-    statistics = StatisticsSettings(privacy=ReleasePrivacy(epsilon=statistics_epsilon))
+    statistics = StatisticsSettings(privacy=ReleasePrivacy(epsilon=statistics_epsilon,
+                                                           period_seconds=statistics_period_days * 86_400))
     options = InsightsOptions(rounds=rounds, local_steps=local_steps, statistics=statistics, seed=seed)
     workload = None
     if name is DatasetName.SYNTHETIC:

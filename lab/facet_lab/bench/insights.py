@@ -319,7 +319,10 @@ def run_insights_benchmark(dataset: str, events: Sequence[BehaviourEvent], confi
     model_view = opportunity_precision(demand, regions, before, after, products, options.top_k)
     summary["opportunity_precision_at_20_ratio_model_exposure"] = model_view["ratio"]
     summary["epsilon_spent_by_insights"] = spent_epsilon(statistics.privacy, releases)
-    summary["epsilon_per_day_by_insights"] = statistics.privacy.epsilon
+    # Per day: the period's epsilon spread over its days (a bound per day only when the period is a day).
+    summary["epsilon_per_day_by_insights"] = statistics.privacy.epsilon * 86_400 / statistics.privacy.period_seconds
+    summary["epsilon_per_period_by_insights"] = statistics.privacy.epsilon
+    summary["statistics_period_days"] = statistics.privacy.period_seconds / 86_400
     summary["statistics_releases_per_region"] = releases
     summary["opportunity_precision_at_20_ratio"] = precision["ratio"]
     summary["opportunity_precision_at_20_model"] = precision["precision_model"]
