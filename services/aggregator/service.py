@@ -205,6 +205,11 @@ class AggregatorService:
         bound = log.bind(
             update_id=update.update_id, region=update.region, base_version=update.base_version, offset=record.offset
         )
+        for dropped_id, reason in outcome.dropped:  # buffered earlier, refused at the step: counted and logged
+            m.UPDATES_REJECTED.labels(reason).inc()
+            log.warning("buffered_update_dropped", update_id=dropped_id, reason=reason)
+        if outcome.new_version is not None:
+            m.GLOBAL_VERSION.set(outcome.new_version)
         if outcome.status == "rejected":
             bound.warning("update_rejected", reason=outcome.reason, detail=outcome.detail[:200])
             await self._dead_letter(PoisonMessageError(outcome.reason or "unknown", outcome.detail), record)
@@ -215,7 +220,6 @@ class AggregatorService:
         if outcome.staleness is not None:
             m.STALENESS.observe(outcome.staleness)
         if outcome.new_version is not None:
-            m.GLOBAL_VERSION.set(outcome.new_version)
             bound.info("global_model_advanced", version=outcome.new_version, staleness=outcome.staleness)
 
     async def _forward_statistics(self, update: ModelUpdate, counts: InterestCounts) -> None:

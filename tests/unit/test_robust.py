@@ -112,3 +112,43 @@ def test_trainer_key_rotation_overlaps_two_ids_bound_to_one_region() -> None:
         update = signed_update(key, trainer_id=trainer, region="us", base_version=index, num_samples=5,
                                codec="fp32", payload=encode_delta({"w": torch.ones(8)}, CodecSpec.parse("fp32")))
         assert aggregator.handle(update).status == "applied"
+
+
+def _fresh_fedbuff(buffer_size: int = 4) -> Aggregator:
+    policy = AggregationPolicy(mode="fedbuff", buffer_size=buffer_size, staleness=ConstantStaleness(),
+                               max_staleness=10_000, max_update_norm=1e6)
+    return Aggregator(AggregatorState(parameters={"w": torch.zeros(8)}), policy, KEYS)
+
+
+def test_an_outlier_that_arrives_before_any_fleet_reference_is_judged_against_its_buffer() -> None:
+    aggregator = _fresh_fedbuff()
+    # The attacker reports first, when nobody else has: no fleet reference exists to bound it by.
+    first = aggregator.handle(_update("us", 0, {"w": torch.ones(8) * 100.0}, 500))
+    assert first.status == "buffered"
+    honest = {"w": torch.ones(8) * 0.1}
+    for index, region in enumerate(("eu", "uk")):
+        assert aggregator.handle(_update(region, index, honest, 500)).status == "buffered"
+    step = aggregator.handle(_update("jp", 3, honest, 500))
+    assert step.status == "applied" and step.new_version == 1
+    assert step.dropped == (("us-0", "norm_outlier"),)
+    assert float(aggregator.state.parameters["w"].abs().max()) < 1.0  # the honest three moved it, nothing more
+    assert "trainer-us" not in aggregator.guard.trainers  # a dropped update never enters the history
+    assert set(aggregator.guard.trainers) == {"trainer-eu", "trainer-uk", "trainer-jp"}
+
+
+def test_a_long_but_plausible_early_update_is_clipped_and_the_trigger_itself_can_be_refused() -> None:
+    aggregator = _fresh_fedbuff(buffer_size=3)
+    honest = {"w": torch.ones(8) * 0.1}
+    for index, region in enumerate(("eu", "uk")):
+        aggregator.handle(_update(region, index, honest, 500))
+    refused = aggregator.handle(_update("us", 2, {"w": torch.ones(8) * 50.0}, 500))
+    assert refused.status == "rejected" and refused.reason == "norm_outlier" and refused.new_version == 1
+    clipped = _fresh_fedbuff(buffer_size=3)
+    for index, region in enumerate(("eu", "uk")):
+        clipped.handle(_update(region, index, honest, 500))
+    step = clipped.handle(_update("us", 2, {"w": torch.ones(8) * 0.4}, 500))  # 4× the others: clipped to 3×
+    assert step.status == "applied" and step.dropped == ()
+    history = clipped.guard.trainers["trainer-us"].norms
+    assert history[-1] == pytest.approx(3 * float(torch.linalg.vector_norm(honest["w"])) / 500, rel=1e-5)
+    alone = _fresh_fedbuff(buffer_size=1)  # nothing to compare with: only the absolute bounds apply
+    assert alone.handle(_update("us", 0, {"w": torch.ones(8) * 100.0}, 500)).status == "applied"

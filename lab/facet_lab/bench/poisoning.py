@@ -102,11 +102,13 @@ class MoveRecorder:
         return "attacker" if update.trainer_id == self.attacker_trainer else "honest"
 
     def __call__(self, aggregator: Aggregator, update: ModelUpdate, outcome: Outcome) -> None:
+        for dropped_id, reason in outcome.dropped:  # buffered earlier, refused when the buffer was stepped
+            who = "attacker" if dropped_id.startswith(self.attacker_trainer + "-") else "honest"
+            self.rejected[f"{who}:{reason}"] = self.rejected.get(f"{who}:{reason}", 0) + 1
         if outcome.status == "rejected":
             key = f"{self._who(update)}:{outcome.reason}"
             self.rejected[key] = self.rejected.get(key, 0) + 1
-            return
-        if outcome.clipped:
+        elif outcome.clipped:
             key = f"{self._who(update)}:{outcome.clipped}"
             self.bounded[key] = self.bounded.get(key, 0) + 1
         if outcome.new_version is None:

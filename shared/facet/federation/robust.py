@@ -24,9 +24,11 @@ The bounds, applied in order:
    lr · n s(τ) / n̄ · ‖Δ‖; beyond ``influence_clip_multiple`` × the fleet's median of n s(τ) ‖Δ‖ the delta
    is scaled down to it.
 
-Until ``warmup_trainers`` other trainers have ``warmup_updates`` update(s) each (buffered ones count),
-only the quota and the policy's absolute ``max_update_norm`` apply: a fleet's reference cannot be learned
-from nothing.
+Until ``warmup_trainers`` other trainers have ``warmup_updates`` update(s) each, there is no fleet
+reference yet. Under FedBuff such an update is judged when its buffer is stepped instead, against the
+other trainers' updates in the same buffer (:func:`vet_in_buffer`: the same reject and clip multiples of
+their median norm per sample), and only then enters the history; alone in its buffer (or under FedAsync),
+only the quota and the policy's absolute ``max_update_norm`` apply.
 
 What this does not stop: a trainer that stays inside every bound but sends a harmful direction (a sign
 flip of an honest-sized update) counts like one honest region pulling the wrong way; `facet bench
@@ -70,6 +72,8 @@ class Bounded:
     scale: float
     #: Which bound acted: "" when none did.
     clipped: str = ""
+    #: False when there was no fleet reference to judge the norm against (warm-up).
+    referenced: bool = True
 
 
 class BoundRejected(Exception):
@@ -124,13 +128,14 @@ class InfluenceGuard:
                                                     f"{policy.norm_reject_multiple:g} × fleet median {fleet_norm:.3g}")
             if policy.norm_clip_multiple is not None and per_sample > policy.norm_clip_multiple * fleet_norm:
                 scale, clipped = policy.norm_clip_multiple * fleet_norm / per_sample, clipped or "norm"
+        referenced = fleet_norm is not None
         fleet_influence = self._fleet_median("influence", excluding=trainer)
         influence = samples * staleness_weight * norm * scale
         if (policy.influence_clip_multiple is not None and fleet_influence is not None
                 and influence > policy.influence_clip_multiple * fleet_influence > 0):
             scale *= policy.influence_clip_multiple * fleet_influence / influence
             clipped = clipped or "influence"
-        return Bounded(samples, scale, clipped)
+        return Bounded(samples, scale, clipped, referenced)
 
     def record(self, trainer: str, bounded: Bounded, norm: float, staleness_weight: float) -> None:
         """Remember an accepted update (as bounded) in its trainer's history."""
@@ -154,3 +159,27 @@ class InfluenceGuard:
                           deque(values.get("influence", []), maxlen=size))
             for name, values in snapshot.items()
         }
+
+
+def vet_in_buffer(trainers: list[str], norms_per_sample: list[float], unvetted: list[bool],
+                  policy: RobustnessPolicy) -> list[float | None]:
+    """For the updates of one FedBuff buffer admitted without a fleet reference (``unvetted``): each one's
+    norm per sample against the median of the *other* trainers' in the buffer. Returns, per update, None
+    to drop it (beyond ``norm_reject_multiple``), or the factor to scale it by (clipped beyond
+    ``norm_clip_multiple``; 1.0 for the rest, and for any update with no other trainer beside it)."""
+    factors: list[float | None] = []
+    for trainer, norm, judge in zip(trainers, norms_per_sample, unvetted, strict=True):
+        others = [n for t, n in zip(trainers, norms_per_sample, strict=True) if t != trainer]
+        if not judge or not others or not policy.enabled:
+            factors.append(1.0)
+            continue
+        reference = statistics.median(others)
+        if reference <= 0:
+            factors.append(1.0)
+        elif norm > policy.norm_reject_multiple * reference:
+            factors.append(None)
+        elif policy.norm_clip_multiple is not None and norm > policy.norm_clip_multiple * reference:
+            factors.append(policy.norm_clip_multiple * reference / norm)
+        else:
+            factors.append(1.0)
+    return factors

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -21,7 +21,7 @@ from facet.federation.aggregation import (
     fedasync_step,
     fedbuff_step,
 )
-from facet.federation.robust import BoundRejected, InfluenceGuard, RobustnessPolicy
+from facet.federation.robust import Bounded, BoundRejected, InfluenceGuard, RobustnessPolicy, vet_in_buffer
 from facet.federation.signing import verify
 from facet.federation.staleness import PolynomialStaleness, StalenessConfig
 from facet.federation.validation import UpdateRejected, check_delta, check_staleness, spec_of
@@ -73,6 +73,9 @@ class Outcome:
     new_version: int | None = None
     #: Which robustness bound acted on the update ("" when none).
     clipped: str = ""
+    #: Updates buffered earlier and dropped when their buffer was stepped (update id, reason): admitted
+    #: before the fleet had a norm reference, they were outliers against the rest of their buffer.
+    dropped: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -126,6 +129,9 @@ class Aggregator:
         self.guard.restore(state.guard_history)
         self._buffer: list[tuple[ModelUpdate, WeightedDelta]] = []
         self._buffered_ids: set[str] = set()
+        #: Buffered updates admitted without a fleet reference, judged at the step: id → what to record.
+        self._unvetted: dict[str, tuple[Bounded, float, float]] = {}
+        self._dropped: list[tuple[str, str]] = []
         self._last_clipped = ""
         #: Moves of the updates in the last server step.
         self.last_moves: list[Move] = []
@@ -156,10 +162,44 @@ class Aggregator:
         self._buffered_ids.add(update.update_id)
         if len(self._buffer) < self.policy.buffer_size:
             return Outcome("buffered", staleness=weighted.staleness, clipped=clipped)
-        return Outcome("applied", staleness=weighted.staleness, new_version=self.flush(), clipped=clipped)
+        version = self.flush()
+        dropped = tuple(self._dropped)
+        self._dropped.clear()
+        own = next((reason for update_id, reason in dropped if update_id == update.update_id), None)
+        if own is not None:
+            return Outcome("rejected", own, "a norm outlier against the rest of its buffer (no fleet reference yet)",
+                           new_version=version,
+                           dropped=tuple(d for d in dropped if d[0] != update.update_id))
+        return Outcome("applied", staleness=weighted.staleness, new_version=version, clipped=clipped, dropped=dropped)
+
+    def _vet_buffer(self) -> None:
+        """Judge the buffered updates that had no fleet reference against the others in the buffer; drop or
+        clip them, and only then enter them in the guard's history."""
+        if not self._unvetted:
+            return
+        updates = [u for u, _ in self._buffer]
+        factors = vet_in_buffer([u.trainer_id for u in updates],
+                                [w.norm / max(w.num_samples, 1) for _, w in self._buffer],
+                                [u.update_id in self._unvetted for u in updates], self.policy.robustness)
+        kept: list[tuple[ModelUpdate, WeightedDelta]] = []
+        for (update, weighted), factor in zip(self._buffer, factors, strict=True):
+            pending = self._unvetted.pop(update.update_id, None)
+            if factor is None:
+                self._dropped.append((update.update_id, "norm_outlier"))
+                self._buffered_ids.discard(update.update_id)
+                continue
+            if factor < 1.0:
+                weighted = WeightedDelta({n: t * factor for n, t in weighted.delta.items()}, weighted.num_samples,
+                                         weighted.staleness, weighted.norm * factor)
+            if pending is not None:
+                bounded, norm, weight = pending
+                self.guard.record(update.trainer_id, replace(bounded, scale=bounded.scale * factor), norm, weight)
+            kept.append((update, weighted))
+        self._buffer = kept
 
     def flush(self) -> int | None:
         """FedBuff server step over whatever is buffered (also used on shutdown)."""
+        self._vet_buffer()
         if not self._buffer:
             return None
         updates, deltas = zip(*self._buffer, strict=True)
@@ -241,6 +281,9 @@ class Aggregator:
             raise UpdateRejected(rejected.reason, rejected.detail) from rejected
         if bounded.scale < 1.0:
             checked = {name: tensor * bounded.scale for name, tensor in checked.items()}  # sparse stays sparse
-        self.guard.record(update.trainer_id, bounded, norm, weight)
+        if not bounded.referenced and self.policy.mode == "fedbuff" and self.policy.buffer_size > 1:
+            self._unvetted[update.update_id] = (bounded, norm, weight)  # judged when its buffer is stepped
+        else:
+            self.guard.record(update.trainer_id, bounded, norm, weight)
         self._last_clipped = bounded.clipped
         return WeightedDelta(checked, bounded.num_samples, staleness, norm * bounded.scale)
