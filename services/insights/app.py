@@ -7,20 +7,18 @@ send the key as a header, like every other Facet API. Both need the ``insights:r
 
 from typing import Annotated
 
-from facet.insights.products import ProductRecord
+from facet.contracts import ProductRecord
 from facet.insights.views import InsightsOverview, OpportunitiesView, RegionInsights, SimilarityView
+from facet.service.announcements import AnnouncementGate, CatalogueFull
 from facet.service.auth import ApiClient, Scope
 from facet.service.health import Health
 from facet.service.http import add_probe_routes
 from facet_insights.metrics import ITEMS_REFUSED, REQUESTS
 from facet_insights.page import render_login, render_page
 from facet_insights.settings import InsightsSettings
-from facet_insights.state import CatalogueFull, InsightsState
+from facet_insights.state import InsightsState
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from limits import parse as parse_rate
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from pydantic import BaseModel, Field
 
 COOKIE = "facet_insights_key"
@@ -41,8 +39,7 @@ def create_app(settings: InsightsSettings, state: InsightsState, health: Health)
     keys = settings.keyring()
     reader = Depends(keys.dependency(Scope.INSIGHTS_READ, cookie=COOKIE))
     writer = Depends(keys.dependency(Scope.CATALOGUE_WRITE))
-    announcements = MovingWindowRateLimiter(MemoryStorage())
-    announcement_rate = parse_rate(f"{settings.item_announcements_per_minute:g}/minute")
+    announcements = AnnouncementGate(settings.item_announcements_per_minute, ITEMS_REFUSED)
 
     def overview(view: str) -> InsightsOverview:
         REQUESTS.labels(view).inc()
@@ -96,17 +93,11 @@ def create_app(settings: InsightsSettings, state: InsightsState, health: Health)
     @app.post("/v1/items", status_code=201, tags=["catalogue"], responses={409: {}, 429: {}},
               summary="Announce a product (product data only)")
     async def announce(item: ProductRecord, client: Annotated[ApiClient, writer]) -> dict[str, object]:
-        if item.price is not None and item.currency is None:
-            raise HTTPException(422, "price needs a currency")
-        if not announcements.hit(announcement_rate, client.name):
-            ITEMS_REFUSED.labels("rate_limited").inc()
-            raise HTTPException(429, f"at most {settings.item_announcements_per_minute:g} announcements a minute",
-                                headers={"Retry-After": "60"})
+        announcements.admit(client)
         try:
             position = state.add_product(item)
         except CatalogueFull as full:
-            ITEMS_REFUSED.labels("catalogue_full").inc()
-            raise HTTPException(409, str(full)) from full
+            raise announcements.full(full) from full
         return {"item_id": item.item_id, "catalogue_size": len(state.products), "position": position}
 
     # ---- the page -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from facet.kafka.clients import make_producer
 from facet.kafka.dlq import DeadLetterPublisher
 from facet.kafka.shutdown import ShutdownSignal
 from facet.logging import get_logger
+from facet.service.announcements import CatalogueFull
 from facet.service.health import Health
 from facet.service.http import serve
 from facet.service.model_feed import ModelGate, follow_models
@@ -22,7 +23,7 @@ from facet.service.supervision import TaskSupervisor
 from facet_insights.app import create_app
 from facet_insights.metrics import ITEMS_REFUSED
 from facet_insights.settings import InsightsSettings
-from facet_insights.state import CatalogueFull, InsightsState
+from facet_insights.state import InsightsState
 from facet_insights.statistics_feed import follow_statistics
 
 log = get_logger(__name__)

@@ -8,20 +8,17 @@ import time
 
 import numpy as np
 import torch
-from facet.contracts import RegionalStatistics
+from facet.contracts import ProductRecord, RegionalStatistics
 from facet.insights.count_history import CountHistory, StatedBudget
 from facet.insights.demand import regional_demand
 from facet.insights.history import DemandHistory, Snapshot
-from facet.insights.products import ProductFacts, ProductRecord
+from facet.insights.products import ProductFacts
 from facet.insights.report import InsightsBuilder, ReportOptions, counted_figures
 from facet.insights.statistics import CountSpace
 from facet.insights.views import InsightsOverview
 from facet.model.network import ModelConfig, SequenceRecommender
+from facet.service.announcements import CatalogueFull
 from facet_insights.metrics import BUILD_SECONDS, CATALOGUE_ITEMS, MODEL_VERSION
-
-
-class CatalogueFull(Exception):
-    pass
 
 
 class InsightsState:

@@ -4,17 +4,15 @@
 import time
 from typing import Annotated
 
-from facet.contracts import ItemAttributes, ShortId
+from facet.contracts import ProductRecord, ShortId
 from facet.service import metric_names as names
+from facet.service.announcements import AnnouncementGate, CatalogueFull
 from facet.service.auth import ApiClient, Scope
 from facet.service.health import Health
 from facet.service.http import add_probe_routes
 from facet_recommender.settings import RecommenderSettings
-from facet_recommender.state import CatalogueFull, RegionalState
+from facet_recommender.state import RegionalState
 from fastapi import Depends, FastAPI, HTTPException, Query
-from limits import parse as parse_rate
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, Field
 
@@ -43,13 +41,6 @@ class Recommendations(BaseModel):
     items: list[RecommendedItem]
 
 
-class NewItem(BaseModel):
-    item_id: ShortId
-    attributes: ItemAttributes
-    price: float | None = Field(default=None, ge=0, le=10_000_000)
-    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
-
-
 class SessionRequest(BaseModel):
     """An anonymous session: the items viewed so far, oldest first, and optional context."""
 
@@ -64,8 +55,7 @@ def create_app(settings: RecommenderSettings, state: RegionalState, health: Heal
     keys = settings.keyring()
     reader = Depends(keys.dependency(Scope.RECOMMENDATIONS_READ))
     writer = Depends(keys.dependency(Scope.CATALOGUE_WRITE))
-    announcements = MovingWindowRateLimiter(MemoryStorage())
-    announcement_rate = parse_rate(f"{settings.item_announcements_per_minute:g}/minute")
+    announcements = AnnouncementGate(settings.item_announcements_per_minute, ITEMS_REFUSED)
 
     def respond(shopper: str | None, history: list[int], k: int, exclude: set[int]) -> Recommendations:
         started = time.perf_counter()
@@ -100,18 +90,12 @@ def create_app(settings: RecommenderSettings, state: RegionalState, health: Heal
 
     @app.post("/v1/items", status_code=201, tags=["catalogue"], summary="Announce a new item with attributes",
               responses={409: {}, 429: {}})
-    async def announce(item: NewItem, client: Annotated[ApiClient, writer]) -> dict[str, object]:
-        if item.price is not None and item.currency is None:
-            raise HTTPException(422, "price needs a currency")
-        if not announcements.hit(announcement_rate, client.name):
-            ITEMS_REFUSED.labels("rate_limited").inc()
-            raise HTTPException(429, f"at most {settings.item_announcements_per_minute:g} announcements a minute",
-                                headers={"Retry-After": "60"})
+    async def announce(item: ProductRecord, client: Annotated[ApiClient, writer]) -> dict[str, object]:
+        announcements.admit(client)
         try:
             position = state.announce_item(item.item_id, item.attributes, item.price, item.currency)
         except CatalogueFull as full:
-            ITEMS_REFUSED.labels("catalogue_full").inc()
-            raise HTTPException(409, str(full)) from full
+            raise announcements.full(full) from full
         return {"item_id": item.item_id, "catalogue_size": len(state.catalogue), "position": position}
 
     return app

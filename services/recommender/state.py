@@ -14,10 +14,7 @@ from facet.model.features import ItemCatalogue
 from facet.model.histories import ShopperHistories
 from facet.model.network import ModelConfig, SequenceRecommender
 from facet.model.training import catalogue_tensors
-
-
-class CatalogueFull(Exception):
-    """The catalogue is at ``max_items``: a new item would grow memory without bound."""
+from facet.service.announcements import CatalogueFull
 
 
 @dataclass(frozen=True)

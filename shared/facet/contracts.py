@@ -89,6 +89,29 @@ class ItemAttributes(_Frozen):
     brand: str | None = Field(default=None, max_length=64)
 
 
+class ProductRecord(_Frozen):
+    """One product, as a seller's feed lists it or an announcement (``POST /v1/items``) states it: product
+    data only, never behaviour."""
+
+    item_id: ShortId
+    attributes: ItemAttributes
+    price: float | None = Field(default=None, ge=0, le=10_000_000)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+
+    @field_validator("price")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("price must be finite")
+        return value
+
+    @model_validator(mode="after")
+    def _currency_with_price(self) -> ProductRecord:
+        if self.price is not None and self.currency is None:
+            raise ValueError("price needs a currency")
+        return self
+
+
 class BehaviourEvent(_Frozen):
     """One shopper action on a storefront. Shopper and session ids are pseudonymous."""
 

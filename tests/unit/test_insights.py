@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from facet.contracts import ItemAttributes
+from facet.contracts import ItemAttributes, ProductRecord
 from facet.insights.history import DemandHistory, Snapshot
 from facet.insights.lifts import field_lifts, taste_similarity
 from facet.insights.opportunities import opportunities
-from facet.insights.products import ProductFacts, ProductRecord, read_feed
+from facet.insights.products import ProductFacts, read_feed
 from facet.insights.trends import rising
 from facet.model.network import ModelConfig
 

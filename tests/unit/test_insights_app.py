@@ -6,8 +6,7 @@ import json
 
 import httpx
 import pytest
-from facet.contracts import ItemAttributes
-from facet.insights.products import ProductRecord
+from facet.contracts import ItemAttributes, ProductRecord
 from facet.insights.report import ReportOptions
 from facet.model.network import new_model
 from facet.service.health import Health

@@ -72,7 +72,7 @@ def test_purchase_events_feed_exclusions() -> None:
 
 
 def test_announcements_respect_the_catalogue_cap() -> None:
-    from facet_recommender.state import CatalogueFull
+    from facet.service.announcements import CatalogueFull
 
     regional = RegionalState(TINY_MODEL, "eu", max_shoppers=5, max_purchases=5, max_items=3, trend_half_life=10)
     for index in range(3):

@@ -22,9 +22,8 @@ from typing import Any
 import httpx
 import torch
 from facet.config import DEFAULT_REGIONS, KafkaSettings, TopicSettings
-from facet.contracts import BehaviourEvent, GlobalModel
+from facet.contracts import BehaviourEvent, GlobalModel, ProductRecord
 from facet.federation.model_signing import generate_keypair
-from facet.insights.products import ProductRecord
 from facet.kafka.admin import create_all_topics
 from facet.kafka.broker import provision_broker
 from facet.logging import get_logger

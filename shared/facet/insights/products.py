@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from facet.contracts import ItemAttributes, ShortId
+from facet.contracts import ItemAttributes, ProductRecord
 from facet.model.features import FeatureSpace, ItemCatalogue, price_band
 from facet.model.network import ItemTensors
 
@@ -67,17 +67,6 @@ class ProductFacts:
 def _natural(label: str) -> tuple[object, ...]:
     """'USD:9' before 'USD:13': numbers inside a label compare as numbers."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label))
-
-
-class ProductRecord(BaseModel):
-    """One product of the seller's feed or one announcement: product data only, never behaviour."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    item_id: ShortId
-    attributes: ItemAttributes
-    price: float | None = Field(default=None, ge=0, le=10_000_000)
-    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
 
 
 #: A feed line longer than this is refused before it is parsed.
