@@ -152,3 +152,14 @@ def test_a_long_but_plausible_early_update_is_clipped_and_the_trigger_itself_can
     assert history[-1] == pytest.approx(3 * float(torch.linalg.vector_norm(honest["w"])) / 500, rel=1e-5)
     alone = _fresh_fedbuff(buffer_size=1)  # nothing to compare with: only the absolute bounds apply
     assert alone.handle(_update("us", 0, {"w": torch.ones(8) * 100.0}, 500)).status == "applied"
+
+
+def test_a_short_first_update_over_few_samples_is_not_taken_for_an_outlier() -> None:
+    aggregator = _fresh_fedbuff(buffer_size=3)
+    honest = {"w": torch.ones(8) * 0.1}
+    for index, region in enumerate(("eu", "uk")):
+        aggregator.handle(_update(region, index, honest, 600))
+    # 3 samples: a tenth of the others' norm, yet 20 times their norm per sample (a first, partial update).
+    small = aggregator.handle(_update("br", 2, {"w": torch.ones(8) * 0.01}, 3))
+    assert small.status == "applied" and small.dropped == ()
+    assert "trainer-br" in aggregator.guard.trainers

@@ -26,9 +26,9 @@ The bounds, applied in order:
 
 Until ``warmup_trainers`` other trainers have ``warmup_updates`` update(s) each, there is no fleet
 reference yet. Under FedBuff such an update is judged when its buffer is stepped instead, against the
-other trainers' updates in the same buffer (:func:`vet_in_buffer`: the same reject and clip multiples of
-their median norm per sample), and only then enters the history; alone in its buffer (or under FedAsync),
-only the quota and the policy's absolute ``max_update_norm`` apply.
+other trainers' updates in the same buffer (:func:`vet_in_buffer`: the same reject and clip multiples,
+of their median norm and norm per sample both), and only then enters the history; alone in its buffer
+(or under FedAsync), only the quota and the policy's absolute ``max_update_norm`` apply.
 
 What this does not stop: a trainer that stays inside every bound but sends a harmful direction (a sign
 flip of an honest-sized update) counts like one honest region pulling the wrong way; `facet bench
@@ -161,25 +161,28 @@ class InfluenceGuard:
         }
 
 
-def vet_in_buffer(trainers: list[str], norms_per_sample: list[float], unvetted: list[bool],
+def vet_in_buffer(trainers: list[str], norms: list[float], samples: list[int], unvetted: list[bool],
                   policy: RobustnessPolicy) -> list[float | None]:
     """For the updates of one FedBuff buffer admitted without a fleet reference (``unvetted``): each one's
-    norm per sample against the median of the *other* trainers' in the buffer. Returns, per update, None
-    to drop it (beyond ``norm_reject_multiple``), or the factor to scale it by (clipped beyond
-    ``norm_clip_multiple``; 1.0 for the rest, and for any update with no other trainer beside it)."""
+    norm, and its norm per sample, against the medians of the *other* trainers' in the buffer. Early
+    updates vary widely in size (a first update may cover a few dozen samples), and a short delta over few
+    samples is long *per sample*; a scaled or noise delta is long both ways. So an update is dropped only
+    when both exceed ``norm_reject_multiple`` × the others', and scaled (by the gentler of the two
+    factors) when both exceed ``norm_clip_multiple``. Returns, per update, None to drop it or the factor
+    to scale it by (1.0 for the rest, and for any update with no other trainer beside it)."""
+    per_sample = [n / max(k, 1) for n, k in zip(norms, samples, strict=True)]
     factors: list[float | None] = []
-    for trainer, norm, judge in zip(trainers, norms_per_sample, unvetted, strict=True):
-        others = [n for t, n in zip(trainers, norms_per_sample, strict=True) if t != trainer]
+    for index, (trainer, judge) in enumerate(zip(trainers, unvetted, strict=True)):
+        others = [i for i, t in enumerate(trainers) if t != trainer]
         if not judge or not others or not policy.enabled:
             factors.append(1.0)
             continue
-        reference = statistics.median(others)
-        if reference <= 0:
-            factors.append(1.0)
-        elif norm > policy.norm_reject_multiple * reference:
+        ratios = [value[index] / reference if (reference := statistics.median(value[i] for i in others)) > 0
+                  else 0.0 for value in (norms, per_sample)]
+        if min(ratios) > policy.norm_reject_multiple:
             factors.append(None)
-        elif policy.norm_clip_multiple is not None and norm > policy.norm_clip_multiple * reference:
-            factors.append(policy.norm_clip_multiple * reference / norm)
+        elif policy.norm_clip_multiple is not None and min(ratios) > policy.norm_clip_multiple:
+            factors.append(policy.norm_clip_multiple / min(ratios))
         else:
             factors.append(1.0)
     return factors

@@ -178,8 +178,8 @@ class Aggregator:
         if not self._unvetted:
             return
         updates = [u for u, _ in self._buffer]
-        factors = vet_in_buffer([u.trainer_id for u in updates],
-                                [w.norm / max(w.num_samples, 1) for _, w in self._buffer],
+        factors = vet_in_buffer([u.trainer_id for u in updates], [w.norm for _, w in self._buffer],
+                                [w.num_samples for _, w in self._buffer],
                                 [u.update_id in self._unvetted for u in updates], self.policy.robustness)
         kept: list[tuple[ModelUpdate, WeightedDelta]] = []
         for (update, weighted), factor in zip(self._buffer, factors, strict=True):
