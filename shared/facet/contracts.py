@@ -89,7 +89,25 @@ class ItemAttributes(_Frozen):
     brand: str | None = Field(default=None, max_length=64)
 
 
-class ProductRecord(_Frozen):
+class _Priced(_Frozen):
+    """A record with an optional ``price`` and its ``currency`` (fields of the subclass): the price finite,
+    and never without its currency."""
+
+    @field_validator("price", check_fields=False)
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("price must be finite")
+        return value
+
+    @model_validator(mode="after")
+    def _currency_with_price(self) -> _Priced:
+        if getattr(self, "price", None) is not None and getattr(self, "currency", None) is None:
+            raise ValueError("price needs a currency")
+        return self
+
+
+class ProductRecord(_Priced):
     """One product, as a seller's feed lists it or an announcement (``POST /v1/items``) states it: product
     data only, never behaviour."""
 
@@ -98,21 +116,8 @@ class ProductRecord(_Frozen):
     price: float | None = Field(default=None, ge=0, le=10_000_000)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
 
-    @field_validator("price")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("price must be finite")
-        return value
 
-    @model_validator(mode="after")
-    def _currency_with_price(self) -> ProductRecord:
-        if self.price is not None and self.currency is None:
-            raise ValueError("price needs a currency")
-        return self
-
-
-class BehaviourEvent(_Frozen):
+class BehaviourEvent(_Priced):
     """One shopper action on a storefront. Shopper and session ids are pseudonymous."""
 
     event_id: ShortId = Field(default_factory=lambda: uuid.uuid4().hex)
@@ -138,19 +143,6 @@ class BehaviourEvent(_Frozen):
     @classmethod
     def _aware(cls, value: datetime, info: ValidationInfo) -> datetime:
         return _plausible(value, info)
-
-    @field_validator("price")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("price must be finite")
-        return value
-
-    @model_validator(mode="after")
-    def _currency_with_price(self) -> BehaviourEvent:
-        if self.price is not None and self.currency is None:
-            raise ValueError("price needs a currency")
-        return self
 
 
 class TrainingMetrics(_Frozen):
