@@ -9,10 +9,11 @@ import time
 import numpy as np
 import torch
 from facet.contracts import ProductRecord, RegionalStatistics
-from facet.insights.count_history import CountHistory, StatedBudget
+from facet.insights.count_history import CountHistory
 from facet.insights.demand import regional_demand
 from facet.insights.history import DemandHistory, Snapshot
 from facet.insights.products import ProductFacts
+from facet.insights.releases import stated_budget
 from facet.insights.report import InsightsBuilder, ReportOptions, counted_figures
 from facet.insights.statistics import CountSpace
 from facet.insights.views import InsightsOverview
@@ -68,11 +69,9 @@ class InsightsState:
     def add_statistics(self, statistics: RegionalStatistics, counts: np.ndarray) -> str | None:
         """Keep a region's verified release (see :meth:`CountHistory.add`); figures change at :meth:`rebuild`."""
         released = statistics.counts
-        budget = StatedBudget(released.epsilon_per_period, released.delta, released.period_seconds,
-                              released.releases_per_period)
         with self._build_lock:
             return self.counts.add(statistics.region, released.release_id, counts, released.noise_std,
-                                   released.window_start, released.window_end, budget)
+                                   released.window_start, released.window_end, stated_budget(released))
 
     def rebuild(self) -> None:
         """The figures again with the counts as they now are (once a model version is loaded)."""

@@ -165,7 +165,8 @@ MAX_COUNTS_PAYLOAD_BYTES = 16 * 1024 * 1024
 class InterestCounts(_Frozen):
     """One region's shopper-level DP interest counts for one window (:mod:`facet.insights.statistics`):
     float16 counts over ``id_buckets + value_buckets`` hashed coordinates, each with Gaussian noise of
-    ``noise_std``. The trainer states what the release costs; the receiver can check only the shape."""
+    ``noise_std``. The trainer states what the release costs; a receiver can check the shape and that the
+    noise is at least what that stated budget needs (:func:`facet.insights.releases.check_release`)."""
 
     release_id: ShortId
     window_start: datetime

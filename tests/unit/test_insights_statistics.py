@@ -13,7 +13,7 @@ from facet.errors import PoisonMessageError
 from facet.federation.model_signing import ModelSigner, ModelVerifier, generate_keypair
 from facet.federation.signing import verify
 from facet.federation.updates import resigned, signed_update
-from facet.insights.count_history import CountHistory, StatedBudget
+from facet.insights.count_history import CountHistory
 from facet.insights.history import DemandHistory, Snapshot
 from facet.insights.products import ProductFacts
 from facet.insights.regional_counts import RegionCounts
@@ -21,7 +21,7 @@ from facet.insights.releases import InterestWindow, StatisticsSettings, check_re
 from facet.insights.report import InsightsBuilder, counted_figures
 from facet.insights.statistics import SENSITIVITY, CountSpace, decode_counts, interest_counts, shopper_vector
 from facet.model.features import FeatureSpace
-from facet.privacy.settings import PrivacySettings
+from facet.privacy.settings import PrivacySettings, ReleasePrivacy
 
 SPACE = CountSpace(id_buckets=1_024, value_buckets=4_096)
 SETTINGS = StatisticsSettings(value_buckets=4_096, max_shoppers=3, max_items_per_shopper=4)
@@ -59,11 +59,11 @@ def test_the_window_counts_each_shopper_once_and_bounds_its_memory() -> None:
         window.add(_event(shopper, "ring-1"))
     assert len(window) == 3 and window.refused_shoppers == 2
     assert not window.due
-    now[0] += SETTINGS.release_seconds
+    now[0] += SETTINGS.privacy.release_seconds
     assert window.due
     closed = window.close()
     assert closed.shoppers == 3 and len(window) == 0 and not window.due
-    assert closed.end - closed.start == timedelta(seconds=SETTINGS.release_seconds)
+    assert closed.end - closed.start == timedelta(seconds=SETTINGS.privacy.release_seconds)
     ring = space.item_bucket("ring-1")
     assert closed.counts[ring] == pytest.approx(2.0)  # alice (once, however often) and carol
     assert closed.counts[space.item_bucket("piece-0")] == pytest.approx(0.25)  # bob's first of four
@@ -124,7 +124,7 @@ def test_signatures_cover_the_counts_on_the_update_and_on_the_forwarded_record()
     assert not ModelVerifier([generate_keypair()[1]]).verify_statistics(signed)
 
 
-BUDGET = StatedBudget(2.0, 1e-7, 86_400.0, 4)
+BUDGET = ReleasePrivacy(epsilon=2.0, delta=1e-7, period_seconds=86_400.0, steps_per_period=4)
 
 
 def test_the_count_history_takes_each_release_once_and_forgets_after_nine_days() -> None:
@@ -186,7 +186,6 @@ def test_a_stated_budget_must_be_one_noise_can_meet() -> None:
 
 
 def test_the_benchmark_replays_releases_with_the_trainers_code_on_the_events_clock() -> None:
-    from facet.privacy.settings import ReleasePrivacy
     from facet_lab.bench.insights import noisy_counts
 
     settings = StatisticsSettings(value_buckets=4_096, privacy=ReleasePrivacy(epsilon=50.0, period_seconds=400.0,

@@ -33,7 +33,7 @@ from facet.insights.opportunities import candidates, opportunities
 from facet.insights.products import ProductFacts
 from facet.insights.regional_counts import EXPOSURE_SIGMAS, RegionCounts, counted_lifts, exposed_items
 from facet.insights.releases import InterestWindow, StatisticsSettings, check_release, release
-from facet.insights.statistics import SENSITIVITY, CountSpace
+from facet.insights.statistics import CountSpace
 from facet.model.network import ModelConfig, SequenceRecommender
 from facet.privacy.accounting import spent_epsilon
 from facet.workload.catalogue import CATEGORIES, METALS, default_regions, region_affinity
@@ -171,16 +171,16 @@ def noisy_counts(events: Sequence[BehaviourEvent], regions: Sequence[str], setti
     windows = {r: InterestWindow(settings, space, item_bucket, clock=lambda: now[0]) for r in regions}
     totals = {r: RegionCounts(np.zeros(space.size)) for r in regions}
     made = dict.fromkeys(regions, 0)
-    interval = settings.release_seconds
-    noise_std = settings.privacy.noise_multiplier() * SENSITIVITY
+    interval = settings.privacy.release_seconds
 
     def close(region: str) -> None:
         opened = windows[region].close()
-        counts = check_release(release(opened, settings, space, rng), space.id_buckets)
+        released = release(opened, settings, space, rng)
+        totals[region].add(check_release(released, space.id_buckets), released.noise_std)
         skipped = int((now[0] // interval) - (opened.end.timestamp() // interval))  # empty intervals since
-        totals[region].add(counts, noise_std)
         if skipped > 0:
-            totals[region].add(rng.normal(0.0, noise_std * np.sqrt(skipped), space.size), noise_std * np.sqrt(skipped))
+            noise = released.noise_std * np.sqrt(skipped)
+            totals[region].add(rng.normal(0.0, noise, space.size), noise)
         made[region] += 1 + max(skipped, 0)
 
     for event in ordered:

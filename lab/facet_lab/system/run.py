@@ -81,7 +81,7 @@ class SystemConfig(BaseModel):
         return PrivacySettings(enabled=self.privacy, epsilon=self.epsilon, steps_per_period=steps, pace=False)
 
     def statistics_env(self) -> dict[str, str]:
-        """The trainers' interest counts: a day's releases (4, at the default epsilon 2) within the run, so
+        """The trainers' interest counts: a day's release (one, at the default epsilon 2) within the run, so
         the insights service reads counts before it ends; the report states the period as it is."""
         return {"FACET_TRAINER_STATISTICS__PRIVACY__PERIOD_SECONDS": str(self.duration_s)}
 

@@ -5,24 +5,14 @@ taken once."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
 from facet.insights.regional_counts import RegionCounts
+from facet.privacy.settings import ReleasePrivacy
 
 DAY_SECONDS = 86_400
-
-
-@dataclass(frozen=True)
-class StatedBudget:
-    """What a region's newest release says its statistics cost."""
-
-    epsilon_per_period: float
-    delta: float
-    period_seconds: float
-    releases_per_period: int
 
 
 class CountHistory:
@@ -33,10 +23,11 @@ class CountHistory:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._remembered = remembered_releases
         self._spans: dict[str, dict[int, tuple[datetime, datetime]]] = {r: {} for r in regions}
-        self.budgets: dict[str, StatedBudget] = {}
+        #: What each region's newest release says its statistics cost.
+        self.budgets: dict[str, ReleasePrivacy] = {}
 
     def add(self, region: str, release_id: str, counts: np.ndarray, noise_std: float, window_start: datetime,
-            window_end: datetime, budget: StatedBudget) -> str | None:
+            window_end: datetime, budget: ReleasePrivacy) -> str | None:
         """None when kept; else why nothing changed (a bounded set of reasons, for a metric's label)."""
         if region not in self._days:
             return "unreported_region"

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from facet.contracts import BehaviourEvent, InterestCounts
 from facet.errors import PoisonMessageError
 from facet.insights.statistics import CODEC, SENSITIVITY, CountSpace, decode_counts, encode_counts, interest_counts
-from facet.privacy.settings import PrivacySettings, ReleasePrivacy
+from facet.privacy.settings import ReleasePrivacy
 
 
 class StatisticsSettings(BaseModel):
@@ -39,10 +39,6 @@ class StatisticsSettings(BaseModel):
     max_items_per_shopper: int = Field(default=64, ge=1, le=4_096)
     #: Closed releases waiting for an update to ride on; the oldest is dropped beyond this.
     max_pending: int = Field(default=4, ge=1, le=64)
-
-    @property
-    def release_seconds(self) -> float:
-        return self.privacy.period_seconds / self.privacy.steps_per_period
 
     def space(self, id_buckets: int) -> CountSpace:
         return CountSpace(id_buckets=id_buckets, value_buckets=self.value_buckets)
@@ -68,7 +64,7 @@ class InterestWindow:
         self.refused_shoppers = 0
 
     def _interval_of(self, now: float) -> int:
-        return math.floor(now / self.settings.release_seconds)
+        return math.floor(now / self.settings.privacy.release_seconds)
 
     def __len__(self) -> int:
         return len(self._shoppers)
@@ -93,7 +89,7 @@ class InterestWindow:
 
     def close(self) -> ClosedWindow:
         """The window's exact counts (never published as they are); a new window opens at the current interval."""
-        seconds = self.settings.release_seconds
+        seconds = self.settings.privacy.release_seconds
         closed = ClosedWindow(start=datetime.fromtimestamp(self._interval * seconds, UTC),
                               end=datetime.fromtimestamp((self._interval + 1) * seconds, UTC),
                               shoppers=len(self._shoppers),
@@ -116,12 +112,11 @@ def release(window: ClosedWindow, settings: StatisticsSettings, space: CountSpac
         codec=CODEC, payload=encode_counts(noisy))
 
 
-def stated_budget(counts: InterestCounts) -> PrivacySettings:
+def stated_budget(counts: InterestCounts) -> ReleasePrivacy:
     """The budget a release says it was paid from (the receiver cannot see more than this)."""
     try:
-        return PrivacySettings(epsilon=counts.epsilon_per_period, delta=counts.delta,
-                               period_seconds=counts.period_seconds, sample_rate=1.0,
-                               steps_per_period=counts.releases_per_period, clip_norm=1.0, pace=False)
+        return ReleasePrivacy(epsilon=counts.epsilon_per_period, delta=counts.delta,
+                              period_seconds=counts.period_seconds, steps_per_period=counts.releases_per_period)
     except ValidationError as error:
         raise PoisonMessageError("bad_budget", str(error)[:200]) from error
 
@@ -137,7 +132,7 @@ def check_release(counts: InterestCounts, id_buckets: int) -> np.ndarray:
     if counts.noise_std < needed * (1 - 1e-6):
         raise PoisonMessageError("noise_below_budget",
                                  f"noise {counts.noise_std:.4g} < {needed:.4g} that epsilon {budget.epsilon} needs")
-    interval = budget.period_seconds / budget.steps_per_period
+    interval = budget.release_seconds
     if (counts.window_end - counts.window_start).total_seconds() > interval * 1.01:
         raise PoisonMessageError("window_too_long", f"window longer than the {interval:.0f} s release interval")
     return decode_counts(counts.payload, counts.id_buckets + counts.value_buckets)

@@ -72,9 +72,9 @@ def counted_figures(counts: CountHistory, products: ProductFacts, regions: list[
     held = [w for w, _ in windows]
     spans = [s for _, s in windows if s is not None]
     lifts = counted_lifts(held, products, space)
-    budget = max((counts.budgets[r] for r in regions), key=lambda b: b.epsilon_per_period / b.period_seconds)
+    budget = max((counts.budgets[r] for r in regions), key=lambda b: b.epsilon / b.period_seconds)
     provenance = StatisticsProvenance(
-        epsilon_per_period=budget.epsilon_per_period, delta=budget.delta, period_seconds=budget.period_seconds,
+        epsilon_per_period=budget.epsilon, delta=budget.delta, period_seconds=budget.period_seconds,
         window_start=min(s for s, _ in spans), window_end=max(e for _, e in spans),
         releases=sum(w.releases for w in held), fields=sorted(lifts.lifts))
     return CountedFigures(lifts, [exposed_items(w, products) for w in held], provenance)

@@ -86,5 +86,10 @@ class ReleasePrivacy(PrivacySettings):
     clip_norm: float = Field(default=1.0, gt=0)
     pace: bool = False
 
+    @property
+    def release_seconds(self) -> float:
+        """One release interval: the period over its releases."""
+        return self.period_seconds / self.steps_per_period
+
 
 STATISTICS_PRIVACY = ReleasePrivacy()
