@@ -214,6 +214,8 @@ class AggregatorService:
             bound.warning("update_rejected", reason=outcome.reason, detail=outcome.detail[:200])
             await self._dead_letter(PoisonMessageError(outcome.reason or "unknown", outcome.detail), record)
             return
+        if outcome.status == "statistics_only":
+            return
         if outcome.clipped:
             m.UPDATES_BOUNDED.labels(outcome.clipped).inc()
         m.UPDATES_APPLIED.labels(self.aggregator.region_label(update)).inc()

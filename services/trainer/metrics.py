@@ -28,7 +28,11 @@ WINDOW_SHOPPERS = Gauge(names.TRAINER_WINDOW_SHOPPERS, "Shoppers held in the tra
 UPDATE_RAW_BYTES = Counter(names.TRAINER_UPDATE_RAW_BYTES_TOTAL, "Bytes the same updates would take as float32",
                            ["region"])
 STATISTICS_RELEASES = Counter(names.TRAINER_STATISTICS_RELEASES_TOTAL,
-                              "Noisy interest-count releases closed (each rides on the next update)", ["region"])
+                              "Noisy interest-count releases closed (each rides on the next update, or goes alone)",
+                              ["region"])
+STATISTICS_SENT_ALONE = Counter(names.TRAINER_STATISTICS_SENT_ALONE_TOTAL,
+                                "Releases sent without a delta (nothing trained since the last one)",
+                                ["region"])
 STATISTICS_DROPPED = Counter(names.TRAINER_STATISTICS_DROPPED_TOTAL, "Releases not published",
                              ["region", "reason"])
 STATISTICS_EPSILON = Gauge(names.TRAINER_STATISTICS_EPSILON,

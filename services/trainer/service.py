@@ -22,6 +22,7 @@ from facet.config import KafkaSettings, TopicSettings
 from facet.contracts import BehaviourEvent, GlobalModel, InterestCounts, ModelUpdate
 from facet.errors import PoisonMessageError
 from facet.federation.client import LocalLearner
+from facet.federation.updates import signed_update
 from facet.insights.releases import InterestWindow, release
 from facet.kafka.clients import make_consumer, make_producer
 from facet.kafka.dlq import DeadLetterPublisher
@@ -188,8 +189,10 @@ class TrainerService:
                     await self._train_in_background()
                 due = time.monotonic() - self.last_send >= self.settings.update_every_seconds
                 if self.learner.unsent_samples >= self.settings.update_every_samples or (
-                    # consumed: events that made no example (a shopper's first, a poison) are committed too
-                    due and (self.learner.unsent_samples or len(self.examples) or self.consumed)
+                    # consumed: events that made no example (a shopper's first, a poison) are committed too;
+                    # a pending release goes out even when the region's shoppers went quiet
+                    due and (self.learner.unsent_samples or len(self.examples) or self.consumed
+                             or self.pending_releases)
                 ):
                     await self.flush(reason="threshold")
                 for partition, lag in (await consumer_lag(self.consumer)).items():
@@ -338,6 +341,9 @@ class TrainerService:
             self.log.info("update_sent", reason=reason, samples=prepared.num_samples, bytes=len(prepared.payload),
                           base_version=prepared.base_version, update_id=update.update_id,
                           statistics=statistics.release_id if statistics else None)
+        elif self.pending_releases and self.learner.base_version is not None:
+            await self._send_release_only(self.pending_releases[0])
+            self.pending_releases.popleft()
         self.last_send = time.monotonic()
         if covered:
             offsets = {TopicPartition(self.topic, p): OffsetAndMetadata(o, "") for p, o in covered.items()}
@@ -348,6 +354,19 @@ class TrainerService:
             for partition in covered:
                 if self.consumed.get(partition) == covered[partition]:
                     del self.consumed[partition]
+
+
+    async def _send_release_only(self, statistics: InterestCounts) -> None:
+        """A release with no delta (``num_samples`` 0): nothing was trained since the last update, and the
+        counts must not wait for shoppers to return (nor be dropped when more windows close meanwhile)."""
+        key = self.settings.signing_key.get_secret_value().encode() if self.settings.signing_key else b""
+        update = signed_update(key, trainer_id=self.settings.trainer_id or "", region=self.region,
+                               base_version=self.learner.base_version or 0, num_samples=0,
+                               codec=self.learner.codec.name, payload=b"", statistics=statistics)
+        await self.producer.send_and_wait(self.topics.updates, wire.encode(update), key=self.region.encode(),
+                                          headers=wire.schema_headers(ModelUpdate))
+        m.STATISTICS_SENT_ALONE.labels(self.region).inc()
+        self.log.info("statistics_sent", update_id=update.update_id, statistics=statistics.release_id)
 
 
 async def run_trainer(settings: TrainerSettings, kafka: KafkaSettings, topics: TopicSettings) -> None:

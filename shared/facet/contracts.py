@@ -225,13 +225,14 @@ class RegionalStatistics(_Frozen):
 
 
 class ModelUpdate(_Frozen):
-    """A trainer's compressed delta against one global version."""
+    """A trainer's compressed delta against one global version, or (``num_samples`` 0, no payload) only a
+    statistics release: a region whose shoppers went quiet after its window closed still releases it."""
 
     update_id: ShortId
     trainer_id: ShortId
     region: RegionCode
     base_version: int = Field(ge=0)
-    num_samples: int = Field(ge=1, le=1_000_000_000)
+    num_samples: int = Field(ge=0, le=1_000_000_000)
     metrics: TrainingMetrics
     codec: str = Field(min_length=1, max_length=128)
     payload: bytes = Field(max_length=MAX_UPDATE_PAYLOAD_BYTES)
@@ -250,6 +251,16 @@ class ModelUpdate(_Frozen):
     @classmethod
     def _created(cls, value: datetime, info: ValidationInfo) -> datetime:
         return _plausible(value, info)
+
+    @model_validator(mode="after")
+    def _delta_or_release(self) -> ModelUpdate:
+        if self.num_samples == 0 and (self.payload or self.statistics is None):
+            raise ValueError("an update without samples carries no delta and only a statistics release")
+        return self
+
+    @property
+    def carries_delta(self) -> bool:
+        return self.num_samples > 0
 
 
 class ArtifactPointer(_Frozen):

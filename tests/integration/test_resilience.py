@@ -269,6 +269,12 @@ async def test_statistics_are_forwarded_signed_only_from_an_authentic_trainer_wi
         return isinstance(counts, dict) and counts.get("eu", 0) >= 1
 
     assert await _wait_for(forwarded, 90), stack.processes["trainer"].log_tail()
+
+    async def sent_alone() -> bool:  # the shoppers went quiet: later windows still go out, without a delta
+        counts = await stack.metric("trainer", "facet_trainer_statistics_sent_alone_total", "region")
+        return isinstance(counts, dict) and counts.get("eu", 0) >= 1
+
+    assert await _wait_for(sent_alone, 60), stack.processes["trainer"].log_tail()
     key = TRAINER_KEYS["trainer-us"].encode()
     version = await stack.aggregator_version()
     impostor = resigned(signed_update(key, trainer_id="trainer-us", region="eu", base_version=version, seed=7),

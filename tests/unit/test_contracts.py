@@ -95,7 +95,7 @@ def test_update_rejects_bad_fields() -> None:
     with pytest.raises(ValidationError):
         make_update(base_version=-1)
     with pytest.raises(ValidationError):
-        make_update(num_samples=0)
+        make_update(num_samples=0)  # a delta needs samples; only a bare statistics release has none
     with pytest.raises(ValidationError):
         make_update(metrics={"loss": float("nan"), "samples_per_second": 1.0, "steps": 1})
 

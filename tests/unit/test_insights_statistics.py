@@ -124,6 +124,31 @@ def test_signatures_cover_the_counts_on_the_update_and_on_the_forwarded_record()
     assert not ModelVerifier([generate_keypair()[1]]).verify_statistics(signed)
 
 
+def test_a_release_without_a_delta_is_forwarded_only_from_its_authentic_trainer_and_moves_nothing() -> None:
+    import torch
+    from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
+    from pydantic import ValidationError
+
+    _, counts = _release()
+    alone = signed_update(KEY, trainer_id="trainer-us", region="us", base_version=0, num_samples=0,
+                          codec="rows+int8+zstd", payload=b"", statistics=counts)
+    assert not alone.carries_delta and verify(alone, KEY)
+    with pytest.raises(ValidationError, match="no delta"):  # zero samples may not smuggle a delta in
+        signed_update(KEY, trainer_id="trainer-us", region="us", base_version=0, num_samples=0,
+                      codec="rows+int8+zstd", payload=b"delta", statistics=counts)
+    with pytest.raises(ValidationError, match="no delta"):  # nor be an empty record
+        signed_update(KEY, trainer_id="trainer-us", region="us", base_version=0, num_samples=0,
+                      codec="rows+int8+zstd", payload=b"")
+
+    aggregator = Aggregator(AggregatorState(parameters={"w": torch.ones(2, 2)}),
+                            AggregationPolicy(mode="fedbuff", buffer_size=1), {"trainer-us": KEY})
+    assert aggregator.handle(alone).status == "statistics_only"
+    assert aggregator.handle(resigned(alone, b"x" * 32)).reason == "bad_signature"
+    assert aggregator.handle(resigned(alone, KEY, region="eu")).reason == "wrong_region"
+    assert aggregator.state.version == 0 and torch.equal(aggregator.state.parameters["w"], torch.ones(2, 2))
+    assert aggregator.buffer_fill == 0
+
+
 BUDGET = ReleasePrivacy(epsilon=2.0, delta=1e-7, period_seconds=86_400.0, steps_per_period=4)
 
 

@@ -65,7 +65,8 @@ class AggregationPolicy(BaseModel):
 
 @dataclass(frozen=True)
 class Outcome:
-    status: Literal["applied", "buffered", "rejected"]
+    #: "statistics_only": an authentic update without a delta, carrying only a statistics release.
+    status: Literal["applied", "buffered", "rejected", "statistics_only"]
     reason: str | None = None
     detail: str = ""
     staleness: int | None = None
@@ -146,6 +147,12 @@ class Aggregator:
 
     def handle(self, update: ModelUpdate) -> Outcome:
         """Validate and apply (or buffer) one update; never raises for a bad update."""
+        if not update.carries_delta:
+            try:
+                self.authenticate(update)
+            except UpdateRejected as rejected:
+                return Outcome("rejected", rejected.reason, rejected.detail)
+            return Outcome("statistics_only")
         try:
             weighted = self._validate(update)
         except UpdateRejected as rejected:
