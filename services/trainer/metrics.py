@@ -39,3 +39,9 @@ STATISTICS_EPSILON = Gauge(names.TRAINER_STATISTICS_EPSILON,
                            "Shopper-level epsilon the interest counts spent in the current period", ["region"])
 STATISTICS_REFUSED_SHOPPERS = Counter(names.TRAINER_STATISTICS_REFUSED_SHOPPERS_TOTAL,
                                       "Shoppers left out of a full interest window", ["region"])
+EVENT_FRESHNESS = Histogram(names.TRAINER_EVENT_FRESHNESS, "Seconds from an event's acceptance at ingest to the "
+                            "first broadcast model whose training included it", ["region"],
+                            buckets=(0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600))
+FRESHNESS_FORGOTTEN = Counter(names.TRAINER_FRESHNESS_FORGOTTEN_TOTAL,
+                              "Sent updates no broadcast included before newer ones pushed them out", ["region"])
+

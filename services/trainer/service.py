@@ -38,6 +38,7 @@ from facet.service.model_feed import ModelGate, follow_models
 from facet.service.supervision import TaskSupervisor
 from facet_trainer import metrics as m
 from facet_trainer.examples import ExampleBuffer
+from facet_trainer.freshness import FreshnessTracker
 from facet_trainer.settings import TrainerSettings
 from fastapi import FastAPI
 
@@ -87,6 +88,7 @@ class TrainerService:
             if statistics.enabled else None
         self.statistics_budget = PrivacyBudget(statistics.privacy)
         self.pending_releases: deque[InterestCounts] = deque()
+        self.freshness = FreshnessTracker()
         self.releases_closed = 0
         self._noise = np.random.default_rng()  # seeded from the OS: the noise must not be predictable
         self.health = Health()
@@ -142,6 +144,8 @@ class TrainerService:
 
     async def on_model(self, parameters: dict[str, torch.Tensor], model: GlobalModel) -> None:
         self.newest_version = model.version  # the feed hands over only newer generations
+        for wait in self.freshness.served(model.contributing_updates, time.time()).tolist():
+            m.EVENT_FRESHNESS.labels(self.region).observe(max(0.0, wait))
         async with self.lock:
             if self.learner.load_global(parameters, model.version, model.epoch):
                 m.BASE_VERSION.labels(self.region).set(model.version)
@@ -219,6 +223,9 @@ class TrainerService:
             if event.region != self.region:
                 raise PoisonMessageError("wrong_region", f"{event.region} event on {self.topic}")
             self.examples.add(event, self.region_bucket)
+            timestamp = getattr(record, "timestamp", None)  # ms, set when ingest wrote the record
+            if isinstance(timestamp, int) and timestamp > 0:
+                self.freshness.covered(timestamp / 1000)
             if self.interest is not None:
                 self.interest.add(event)
             return
@@ -330,6 +337,7 @@ class TrainerService:
             await self.producer.send_and_wait(self.topics.updates, wire.encode(update),
                                               key=self.region.encode(), headers=wire.schema_headers(ModelUpdate))
             self.updates_sent += 1
+            m.FRESHNESS_FORGOTTEN.labels(self.region).inc(self.freshness.sent(update.update_id))
             if statistics is not None:
                 self.pending_releases.popleft()
             m.UPDATES_SENT.labels(self.region).inc()

@@ -33,5 +33,11 @@ def test_short_main_job_learns_survives_a_kill_and_reports(tmp_path: Path) -> No
     assert report["sample_recommendation"]["status"] == 200
     launches = report["launches"]  # the generator launches items during the run; their steps are scored
     assert launches["launched_items"] > 0 and launches["warm_steps_scored"] > 0, launches
+    freshness = report["freshness"]["by_region"]  # every region's events reached a served model, and it says when
+    assert set(freshness) == {"us", "eu", "jp"}, freshness
+    assert all(0 < f["p50"] <= f["p95"] <= 45 and f["events"] > 0 for f in freshness.values()), freshness
+    comparison = report["centralized_comparison"]  # the same held-out cases, a model trained on the same events
+    assert set(comparison["regions"]) == set(final["regions"]), comparison
+    assert 0 < comparison["overall"]["centralized"] and comparison["overall"]["ratio"] > 0, comparison
     for plot in ("ndcg10_over_time.png", "bytes_sent.png"):
         assert (report_path.parent / plot).stat().st_size > 10_000

@@ -39,9 +39,9 @@ from rich.live import Live
 from rich.table import Table
 
 from facet_lab.insights_view import summarize_insights
-from facet_lab.system.live_eval import LiveEvaluator
+from facet_lab.system.live_eval import LiveEvaluator, federated_vs_centralized
 from facet_lab.system.report import write_report
-from facet_lab.system.scrape import scrape
+from facet_lab.system.scrape import Scrape, histogram_quantile, scrape
 from facet_lab.system.supervisor import Supervisor
 
 log = get_logger(__name__)
@@ -73,6 +73,9 @@ class SystemConfig(BaseModel):
     #: Seconds between a trainer's updates, and DP-SGD steps per update.
     update_every_s: float = Field(default=4.0, gt=0)
     private_steps_per_update: int = Field(default=5, ge=1)
+    #: At the end, a centralized model trained this many epochs on the same events (``facet eval``'s
+    #: synthetic setting), scored on the same held-out cases as the federated one; 0 skips it.
+    centralized_epochs: int = Field(default=8, ge=0, le=100)
 
     def trainer_privacy(self) -> PrivacySettings:
         """The trainers' budget: the steps they can take in the run are a day's, so the report's epsilon is
@@ -120,6 +123,7 @@ class SystemRun:
         self._chaos_done = False
         self.announced: set[str] = set()
         self.insights: dict[str, Any] | None = None
+        self.centralized: dict[str, Any] | None = None
         self.insights_key = self.catalogue_key = ""
         #: Keys this run hands out: one per storefront (ingest and the recommenders bind each key to its
         #: storefront), and the model key pair (the aggregator signs, everyone else verifies).
@@ -347,9 +351,11 @@ class SystemRun:
         #: Per region, the most any of its replicas has spent this period (each keeps its own budget).
         epsilon_spent: dict[str, float] = {}
         epsilon_budget: dict[str, float] = {}
+        freshness: list[tuple[str, dict[str, str], float]] = []
         for name in self.supervisor.processes:
             if name.startswith("trainer-"):
                 trainer = await scrape(client, self.url(name, "/metrics"))
+                freshness += [s for s in trainer.samples if s[0].startswith(names.TRAINER_EVENT_FRESHNESS)]
                 update_bytes += trainer.total(names.TRAINER_UPDATE_BYTES + "_sum")
                 raw_bytes += trainer.total(names.TRAINER_UPDATE_RAW_BYTES_TOTAL)
                 for region, value in trainer.by_label(names.TRAINER_DP_EPSILON, "region").items():
@@ -372,6 +378,8 @@ class SystemRun:
             "update_raw_bytes": raw_bytes,
             "dp_epsilon_spent_by_region": epsilon_spent or self.status.get("dp_epsilon_spent_by_region", {}),
             "dp_epsilon_budget_by_region": epsilon_budget or self.status.get("dp_epsilon_budget_by_region", {}),
+            "freshness_by_region": freshness_by_region(Scrape(freshness)) or self.status.get("freshness_by_region",
+                                                                                             {}),
             "regions": self.status.get("regions", {}),
             "popularity_ndcg10": self.status.get("popularity_ndcg10"),
             "model_version_evaluated": self.status.get("model_version_evaluated"),
@@ -417,6 +425,10 @@ class SystemRun:
         if status.get("ndcg10") is not None:
             table.add_row("NDCG@10 all regions", f"{status['ndcg10']:.3f} (popularity "
                           f"{status['popularity_ndcg10']:.3f})")
+        fresh = status.get("freshness_by_region", {})
+        if fresh:
+            table.add_row("event → served model p50/p95 s", " ".join(
+                f"{r} {v['p50']:.0f}/{v['p95']:.0f}" for r, v in sorted(fresh.items())))
         launches = self.evaluator.launches.summary()
         if launches["launch_steps_scored"]:
             table.add_row("HR@10 on launched items", f"{launches['hr10_launched']:.3f} over "
@@ -468,7 +480,25 @@ class SystemRun:
                     order = ["ingest", *[n for n in names if n.startswith("trainer-")], "aggregator", "insights",
                              *[n for n in names if n.startswith("recommender-")]]
                     exit_codes = self.supervisor.stop(order=[n for n in order if n in self.supervisor.processes])
+        if self.config.centralized_epochs and self.latest_model is not None:
+            self.console.log(f"training a centralized model on the same {self.sent_events:,} events "
+                             f"({self.config.centralized_epochs} epochs) to compare with the federated one")
+            self.centralized = await asyncio.to_thread(self._compare_centralized)
         return self._write(exit_codes, sample)
+
+    def _compare_centralized(self) -> dict[str, Any]:
+        """The last served federated model and a centralized one trained on exactly the events this run
+        sent, scored on the same held-out cases: per region and overall (weighted by cases)."""
+        assert self.latest_model is not None
+        version, parameters = self.latest_model
+        snapshot = self.evaluator.snapshot()
+        started = time.monotonic()
+        model = self.evaluator.train_centralized(self.config.centralized_epochs, seed=self.config.seed)
+        seconds = time.monotonic() - started
+        federated = self.evaluator.evaluate(parameters, snapshot)
+        central = self.evaluator.evaluate_model(model, snapshot)
+        return federated_vs_centralized(federated, central, version=version, training_seconds=seconds,
+                                        epochs=self.config.centralized_epochs)
 
     async def _insights_summary(self, client: httpx.AsyncClient) -> dict[str, Any] | None:
         """What the insights service says at the end, for the report (its page: ``url``)."""
@@ -510,6 +540,10 @@ class SystemRun:
             "clean_shutdown": all(code == 0 for code in exit_codes.values()),
             "sample_recommendation": sample,
             "insights": self.insights,
+            "centralized_comparison": self.centralized,
+            "freshness": {"by_region": final.get("freshness_by_region", {}),
+                          "measures": "seconds from an event's acceptance at ingest to the first broadcast model "
+                                      "whose training included it (as its region's trainers saw the broadcast)"},
             "launches": self.evaluator.launches.summary(),
             "privacy": {
                 "enabled": self.config.privacy,
@@ -526,6 +560,13 @@ class SystemRun:
             "timeline": self.timeline,
         }
         paths = write_report(self.out, report)
+        comparison = self.centralized
+        if comparison is not None and comparison["overall"]["ratio"] is not None:
+            self.console.log(
+                f"federated / centralized NDCG@10 on the same events: {comparison['overall']['ratio']:.3f} "
+                f"({comparison['overall']['federated']:.3f} / {comparison['overall']['centralized']:.3f}); per "
+                "region " + ", ".join(f"{r} {v['ratio']:.2f}" for r, v in sorted(comparison["regions"].items())
+                                      if v["ratio"] is not None))
         launches = report["launches"]
         if launches["launch_steps_scored"]:
             self.console.log(
@@ -533,6 +574,16 @@ class SystemRun:
                 f"{launches['hr10_launched']:.3f} vs warm items {launches['hr10_warm'] or 0:.3f}; warm after "
                 f"{launches['events_to_warm']} events / {launches['seconds_to_warm']} s (None: not within the run)")
         return paths["json"]
+
+
+def freshness_by_region(trainers: Scrape) -> dict[str, dict[str, float]]:
+    """p50 and p95 of event freshness per region, from the trainers' histograms (replicas summed)."""
+    result: dict[str, dict[str, float]] = {}
+    for region, buckets in trainers.histograms(names.TRAINER_EVENT_FRESHNESS, "region").items():
+        p50, p95 = histogram_quantile(buckets, 0.5), histogram_quantile(buckets, 0.95)
+        if p50 is not None and p95 is not None:
+            result[region] = {"p50": p50, "p95": p95, "events": buckets[-1][1]}
+    return result
 
 
 async def run_system(config: SystemConfig, console: Console | None = None) -> Path:
