@@ -38,6 +38,6 @@ def test_short_main_job_learns_survives_a_kill_and_reports(tmp_path: Path) -> No
     assert all(0 < f["p50"] <= f["p95"] <= 45 and f["events"] > 0 for f in freshness.values()), freshness
     comparison = report["centralized_comparison"]  # the same held-out cases, a model trained on the same events
     assert set(comparison["regions"]) == set(final["regions"]), comparison
-    assert 0 < comparison["overall"]["centralized"] and comparison["overall"]["ratio"] > 0, comparison
+    assert comparison["overall"]["centralized"] > 0 and comparison["overall"]["ratio"] > 0, comparison
     for plot in ("ndcg10_over_time.png", "bytes_sent.png"):
         assert (report_path.parent / plot).stat().st_size > 10_000
