@@ -46,6 +46,8 @@ def federation(
     seed: int = typer.Option(0, help="The first seed."),
     seeds: int = typer.Option(3, min=1, help="Runs on consecutive seeds (fresh workload, split and init); "
                               "the summary is their mean, with the worst seed beside it."),
+    zones: str = typer.Option("", help="Also run FedBuff through a zone tier and compare it with flat, e.g. "
+                              "'apac:jp,in,ae;emea:eu,uk;americas:us,br' (every region in one zone)."),
 ) -> None:
     """Time to 95% of centralized NDCG@10: synchronous FedAvg against asynchronous FedAsync/FedBuff."""
     from facet.evaluation.datasets import DatasetName, load_events
@@ -57,6 +59,12 @@ def federation(
 
     if sample_reference not in ("running_mean", "buffer"):
         raise typer.BadParameter("--sample-reference must be running_mean or buffer")
+    from facet.federation.zones import ZoneMap
+
+    try:
+        zone_map = ZoneMap.parse(zones) if zones else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--zones") from error
     name = DatasetName(dataset)
     config = DATASET_MODELS[name]
     runs: list[dict[str, Any]] = []
@@ -76,7 +84,7 @@ def federation(
                                           buffer_size=buffer_size, alpha=alpha, server_lr=server_lr,
                                           decay_versions=decay_versions or None,
                                           sample_reference=sample_reference,  # type: ignore[arg-type]  # checked
-                                          on_partial=write_partial)
+                                          on_partial=write_partial, zones=zone_map)
         console.print_json(json.dumps(result["summary"], default=str))
         runs.append({"seed": run_seed, **result})
     summary = summarize_seeds([run["summary"] for run in runs])

@@ -35,6 +35,7 @@ from facet.evaluation.split import Split, TestCase
 from facet.federation.client import LocalLearner
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState, Outcome
 from facet.federation.staleness import ConstantStaleness, PolynomialStaleness
+from facet.federation.zones import ZoneAggregator, ZoneMap, zone_trainer_id
 from facet.model.examples import Windows, make_windows
 from facet.model.network import ModelConfig, SequenceRecommender, new_model
 from facet.model.training import candidates_seen_in
@@ -241,15 +242,99 @@ def _async(setup: FederationSetup, policy: AggregationPolicy, name: str, time_bu
     return trace
 
 
+@dataclass(frozen=True)
+class HierarchyRun:
+    trace: Trace
+    #: Bytes of the zones' forwarded updates: all that crosses a zone boundary upward.
+    cross_zone_bytes: int
+    forwarded_updates: int
+    #: Distinct (zone, global version) pairs fetched: a zone's mirror pulls each version its regions use once.
+    zone_model_fetches: int
+
+
+def run_hierarchical(setup: FederationSetup, zones: ZoneMap, policy: AggregationPolicy, time_budget: float,
+                     eval_every: float, tick: Callable[[], None] = lambda: None,
+                     zone_buffer: int | None = None) -> HierarchyRun:
+    """Regions train against the newest global model as in :func:`run_async`; their updates go to their
+    zone's :class:`ZoneAggregator` (``zone_buffer`` updates a step, default the policy's buffer: whoever
+    arrives, as in flat FedBuff), and each zone step's forwarded update to the global aggregator, which
+    steps on every zone update (buffer 1)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(setup.seed)
+        return _hierarchical(setup, zones, policy, time_budget, eval_every, tick, zone_buffer or policy.buffer_size)
+
+
+def _hierarchical(setup: FederationSetup, zones: ZoneMap, policy: AggregationPolicy, time_budget: float,
+                  eval_every: float, tick: Callable[[], None], zone_buffer: int) -> HierarchyRun:
+    global_policy = policy.model_copy(update={"buffer_size": 1})
+    aggregator = _aggregator(setup, global_policy)
+    aggregator.trainer_keys.update({zone_trainer_id(z): KEY for z in zones.zones})
+    tiers = {}
+    for zone, members in zones.zones.items():
+        state = AggregatorState(parameters={k: torch.zeros_like(v) for k, v in aggregator.state.parameters.items()})
+        tiers[zone] = ZoneAggregator(zone, state, policy.model_copy(update={"buffer_size": zone_buffer}),
+                                     {f"trainer-{r}": KEY for r in members}, None, codec=setup.codec,
+                                     signing_key=KEY)
+    unzoned = [r for r in setup.regions if zones.zone_of(r) is None]
+    if unzoned:
+        raise ValueError(f"regions in no zone: {unzoned}")
+    regions = [_Region(r, setup, i) for i, r in enumerate(setup.regions)]
+    trace = Trace("hierarchical")
+    cross_bytes = forwarded_updates = 0
+    fetched: set[tuple[str, int]] = set()
+    pending: list[tuple[float, int, ModelUpdate]] = []
+    started = time.perf_counter()
+
+    def start_round(index: int, at: float) -> None:
+        region = regions[index]
+        fetched.add((zones.zone_of(region.name) or "", aggregator.state.version))
+        update = region.local_round(aggregator.state.parameters, aggregator.state.version)
+        heapq.heappush(pending, (at + region.round_time, index, update))
+
+    for index in range(len(regions)):
+        start_round(index, 0.0)
+    next_eval = eval_every
+    while pending:
+        finish, index, update = heapq.heappop(pending)
+        if finish > time_budget:
+            break
+        while next_eval <= finish:
+            quality = evaluate(_model_from(aggregator.state.parameters, setup.config), setup)["overall"]["ndcg10"]
+            trace.points.append((next_eval, quality))
+            next_eval += eval_every
+            tick()
+        trace.updates += 1
+        tier = tiers[zones.zone_of(regions[index].name) or ""]
+        tier.follow((0, aggregator.state.version))
+        outcome, forwarded = tier.handle(update)
+        if outcome.status == "rejected":
+            raise RuntimeError(f"zone rejected an honest update: {outcome}")
+        if forwarded is not None:
+            cross_bytes += len(forwarded.payload)
+            forwarded_updates += 1
+            trace.bytes_sent += len(forwarded.payload)
+            applied = aggregator.handle(forwarded)
+            if applied.status == "rejected":
+                raise RuntimeError(f"global aggregator rejected a zone update: {applied}")
+        start_round(index, finish)
+    trace.compute_seconds = time.perf_counter() - started
+    trace.final = evaluate(_model_from(aggregator.state.parameters, setup.config), setup)
+    return HierarchyRun(trace, cross_bytes, forwarded_updates, len(fetched))
+
+
 def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, sync_rounds: int,
                              eval_every_rounds: float = 1.0, include: Sequence[str] = ("fedasync", "fedbuff"),
                              buffer_size: int = 3, alpha: float = 0.6, server_lr: float = 1.0,
                              decay_versions: float | None = None,
                              sample_reference: Literal["running_mean", "buffer"] = "running_mean",
                              on_partial: Callable[[dict[str, Any]], None] | None = None,
+                             zones: ZoneMap | None = None,
                              ) -> dict[str, Any]:
     """``on_partial`` sees what is known so far after the baselines and after each algorithm, so a run
-    stopped early still leaves its figures."""
+    stopped early still leaves its figures. With ``zones``, FedBuff also runs hierarchically (a zone tier
+    per zone) and the two are compared on quality and on the bytes crossing zone boundaries."""
+    if zones is not None and "fedbuff" not in include:
+        raise ValueError("the hierarchy is compared with flat FedBuff: include fedbuff")
     regions = setup.regions
     traces: dict[str, Trace] = {}
 
@@ -299,10 +384,37 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
                                          max_update_norm=1e6, server_lr_decay_versions=decay_versions,
                                          sample_reference=sample_reference),
         }
+        flat_fetches: set[tuple[str, int]] = {(r, 0) for r in regions}
+
+        def count_fetch(aggregator: Aggregator, update: ModelUpdate, outcome: Outcome) -> None:
+            flat_fetches.add((update.region, aggregator.state.version))  # its next round starts from it
+
         for name in include:
             progress.update(task, description=f"asynchronous {name}")
             traces[name] = run_async(setup, policies[name], name, budget, eval_every,
-                                     lambda: progress.advance(task))
+                                     lambda: progress.advance(task),
+                                     observe=count_fetch if name == "fedbuff" else None)
+            report_partial()
+        hierarchy: dict[str, Any] | None = None
+        if zones is not None:
+            progress.update(task, description="hierarchical FedBuff (zone tier)")
+            run = run_hierarchical(setup, zones, policies["fedbuff"], budget, eval_every,
+                                   lambda: progress.advance(task))
+            traces["hierarchical_fedbuff"] = run.trace
+            flat = traces["fedbuff"]
+            hierarchy = {
+                "zones": {z: list(r) for z, r in zones.zones.items()},
+                "measures": "update bytes crossing zone boundaries: the global aggregator sits in no zone, so "
+                            "every flat update crosses and only the zones' forwarded updates do",
+                "flat_cross_zone_bytes": flat.bytes_sent, "hierarchical_cross_zone_bytes": run.cross_zone_bytes,
+                "flat_updates_crossing": flat.updates, "hierarchical_updates_crossing": run.forwarded_updates,
+                "model_fetches_crossing": {"flat": len(flat_fetches), "hierarchical": run.zone_model_fetches,
+                                           "counts": "one per (region, version) flat; one per (zone, version) "
+                                                     "when each zone mirrors the models topic"},
+                "cross_zone_bytes_ratio": run.cross_zone_bytes / max(flat.bytes_sent, 1),
+                "ndcg10_ratio_hierarchical_vs_flat": run.trace.final["overall"]["ndcg10"]
+                / max(flat.final["overall"]["ndcg10"], 1e-12),
+            }
             report_partial()
     target = 0.95 * central_metrics["overall"]["ndcg10"]
     results: dict[str, Any] = {}
@@ -345,6 +457,9 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
         / max(central_metrics["overall"]["ndcg10"], 1e-12),
         "min_small_region_gain_vs_local": min((g for g in gains.values() if g is not None), default=None),
     }
+    if hierarchy is not None:
+        summary["cross_zone_bytes_ratio"] = hierarchy["cross_zone_bytes_ratio"]
+        summary["ndcg10_ratio_hierarchical_vs_flat"] = hierarchy["ndcg10_ratio_hierarchical_vs_flat"]
     return {
         "summary": summary,
         "target_ndcg10": target,
@@ -352,6 +467,7 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
         "local_only": local,
         "small_region_gains": gains,
         "algorithms": results,
+        "hierarchy": hierarchy,
         "simulation": {
             "time_unit": "one local training step of a full-speed region",
             "slowdown": setup.slowdown, "local_steps": {r: setup.steps_for(r) for r in regions},
@@ -368,7 +484,10 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
 
 #: The summary keys averaged over seeds (each seed is a fresh workload, split and initialisation).
 SEED_AVERAGED_KEYS = ("speedup_async_vs_sync", "speedup_async_vs_sync_same_server_lr",
-                      "ndcg10_ratio_vs_centralized", "min_small_region_gain_vs_local")
+                      "ndcg10_ratio_vs_centralized", "min_small_region_gain_vs_local",
+                      "cross_zone_bytes_ratio", "ndcg10_ratio_hierarchical_vs_flat")
+#: Figures where less is better: their worst seed is the largest.
+LOWER_IS_BETTER = frozenset({"cross_zone_bytes_ratio"})
 
 
 def summarize_seeds(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -381,9 +500,12 @@ def summarize_seeds(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError("no runs to summarize")
     summary: dict[str, Any] = {}
     for key in SEED_AVERAGED_KEYS:
+        if not any(key in s for s in summaries):
+            continue  # a comparison this run did not make (the hierarchy without --zones)
         values = [s[key] for s in summaries if s.get(key) is not None]
         summary[key] = float(np.mean(values)) if len(values) == len(summaries) else None
-        summary[f"worst_seed_{key}"] = min(values) if values else None
+        worst = max if key in LOWER_IS_BETTER else min
+        summary[f"worst_seed_{key}"] = worst(values) if values else None
     summary["speedup_is_lower_bound"] = any(s.get("speedup_is_lower_bound") for s in summaries)
     modes = {s.get("best_async_mode") for s in summaries}
     summary["best_async_mode"] = modes.pop() if len(modes) == 1 else sorted(m for m in modes if m)

@@ -26,11 +26,12 @@ from facet.federation.signing import verify
 from facet.federation.staleness import PolynomialStaleness, StalenessConfig
 from facet.federation.validation import UpdateRejected, check_delta, check_staleness, spec_of
 
-_TRAINER_ID = re.compile(r"^trainer-([a-z][a-z0-9-]{1,31}?)(?:-\d+)?$")
+_TRAINER_ID = re.compile(r"^(?:trainer|zone)-([a-z][a-z0-9-]{1,31}?)(?:-\d+)?$")
 
 
 def region_of_trainer(trainer_id: str) -> str | None:
-    """The region a trainer id names by convention (``trainer-<region>``), when no binding is configured."""
+    """The region a trainer id names by convention (``trainer-<region>``; a zone tier's ``zone-<zone>``
+    speaks for its zone), when no binding is configured."""
     match = _TRAINER_ID.fullmatch(trainer_id)
     return match.group(1) if match else None
 
@@ -136,6 +137,11 @@ class Aggregator:
         self._last_clipped = ""
         #: Moves of the updates in the last server step.
         self.last_moves: list[Move] = []
+        #: Samples (as bounded) in the last FedBuff step: what a zone's forwarded update carries.
+        self.last_step_samples = 0
+        #: The version staleness is measured against, when it is not this aggregator's own: a zone tier's
+        #: trainers train on global versions, which the zone follows (None: ``state.version``).
+        self.staleness_reference: int | None = None
 
     def region_label(self, update: ModelUpdate) -> str:
         """The region to report an applied update under: its bound region, never a free-form claim."""
@@ -210,6 +216,7 @@ class Aggregator:
         if not self._buffer:
             return None
         updates, deltas = zip(*self._buffer, strict=True)
+        self.last_step_samples = sum(d.num_samples for d in deltas)  # as bounded, not as claimed
         lr, reference = self.policy.server_lr * self._schedule(), self._reference(deltas)
         scales = fedbuff_step(self.state.parameters, list(deltas), self.policy.staleness, lr, reference)
         self.last_moves = [Move(u.trainer_id, self.state.version + 1, scale * d.norm)
@@ -267,7 +274,8 @@ class Aggregator:
     def _check(self, update: ModelUpdate) -> WeightedDelta:
         if update.update_id in self.state.applied_ids or update.update_id in self._buffered_ids:
             raise UpdateRejected("duplicate", f"update {update.update_id} was already applied")
-        staleness = check_staleness(update.base_version, self.state.version, self.policy.max_staleness)
+        current = self.state.version if self.staleness_reference is None else self.staleness_reference
+        staleness = check_staleness(update.base_version, current, self.policy.max_staleness)
         try:
             CodecSpec.parse(update.codec)
         except ValueError as exc:

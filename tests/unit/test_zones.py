@@ -1,0 +1,79 @@
+"""The zone tier: its regions' updates through the global aggregator's own checks and FedBuff math, into one
+forwarded update per step that the global aggregator treats like a trainer's, exactly once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from facet.compression.codecs import CodecSpec, decode_delta, encode_delta
+from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
+from facet.federation.staleness import PolynomialStaleness
+from facet.federation.updates import signed_update
+from facet.federation.zones import ZoneAggregator, ZoneMap, forwarded_update_id
+from pydantic import ValidationError
+
+KEYS = {"trainer-jp": b"j" * 32, "trainer-in": b"i" * 32}
+ZONE_KEY = b"z" * 32
+SHAPE = (4, 3)
+
+
+def _tier(buffer_size: int = 2) -> ZoneAggregator:
+    state = AggregatorState(parameters={"w": torch.randn(SHAPE)})  # the tier zeroes what it is given
+    policy = AggregationPolicy(mode="fedbuff", buffer_size=buffer_size, server_lr=2.0, max_staleness=10,
+                               staleness=PolynomialStaleness(exponent=0.5), server_lr_decay_versions=5)
+    return ZoneAggregator("apac", state, policy, KEYS, None, codec="fp32", signing_key=ZONE_KEY)
+
+
+def _update(region: str, delta: torch.Tensor, samples: int, base: int, uid: str):  # type: ignore[no-untyped-def]
+    trainer = f"trainer-{region}"
+    return signed_update(KEYS[trainer], trainer_id=trainer, region=region, base_version=base,
+                         num_samples=samples, codec="fp32", update_id=uid,
+                         payload=encode_delta({"w": delta}, CodecSpec.parse("fp32")))
+
+
+def test_zones_parse_and_refuse_overlaps_and_bad_names() -> None:
+    zones = ZoneMap.parse("apac:jp,in,ae; emea:eu,uk ;americas:us,br")
+    assert zones.zones["emea"] == ("eu", "uk") and zones.zone_of("br") == "americas" and zones.zone_of("x") is None
+    for bad in ("apac:jp;emea:jp", "apac", "APAC:jp", "apac:jp;apac:in", "apac:"):
+        with pytest.raises(ValueError):
+            ZoneMap.parse(bad)
+    with pytest.raises(ValidationError):
+        ZoneMap(zones={"apac": ()})
+
+
+def test_a_zone_step_forwards_the_sample_and_staleness_weighted_mean_as_one_signed_update() -> None:
+    tier = _tier()
+    tier.follow((1, 5))
+    fresh, stale = torch.ones(SHAPE), torch.full(SHAPE, 3.0)
+    outcome, forwarded = tier.handle(_update("jp", fresh, 30, base=5, uid="a"))
+    assert outcome.status == "buffered" and forwarded is None
+    _, forwarded = tier.handle(_update("in", stale, 10, base=1, uid="b"))  # staleness 4 against global 5
+    assert forwarded is not None
+    weight = (1 + 4) ** -0.5
+    expected = (30 * fresh + 10 * weight * stale) / 40  # a zone averages: no server step of its own
+    assert torch.allclose(decode_delta(forwarded.payload)["w"], expected)
+    assert forwarded.num_samples == 40 and forwarded.base_version == 5
+    assert forwarded.trainer_id == "zone-apac" and forwarded.region == "apac"
+    assert forwarded.update_id == forwarded_update_id("apac", ["b", "a"])  # the same buffer: the same id
+    assert torch.count_nonzero(tier.state.parameters["w"]) == 0  # the next step starts from nothing
+    assert tier.handle(_update("jp", fresh, 30, base=5, uid="a"))[0].reason == "duplicate"
+    forged = signed_update(b"x" * 32, trainer_id="trainer-jp", region="jp", base_version=5, num_samples=1,
+                           codec="fp32", payload=encode_delta({"w": fresh}, CodecSpec.parse("fp32")))
+    assert tier.handle(forged)[0].reason == "bad_signature"
+    assert tier.handle(_update("jp", fresh, 30, base=6, uid="c"))[0].reason == "future_version"
+    tier.follow((2, 0))  # a restored global aggregator: a newer epoch wins over any older version
+    assert tier.global_version == 0
+
+
+def test_the_global_aggregator_treats_a_zone_like_a_trainer_and_applies_it_once() -> None:
+    tier = _tier(buffer_size=1)
+    tier.follow((1, 0))
+    _, forwarded = tier.handle(_update("jp", torch.ones(SHAPE), 20, base=0, uid="a"))
+    assert forwarded is not None
+    policy = AggregationPolicy(mode="fedbuff", buffer_size=1, max_staleness=10)
+    world = Aggregator(AggregatorState(parameters={"w": torch.zeros(SHAPE)}), policy, {"zone-apac": ZONE_KEY})
+    assert world.handle(forwarded).status == "applied" and world.state.version == 1
+    assert torch.allclose(world.state.parameters["w"], torch.ones(SHAPE))
+    assert world.handle(forwarded).reason == "duplicate"  # re-sent after a crash: never applied twice
+    assert world.region_label(forwarded) == "apac"
+    assert world.handle(forwarded.model_copy(update={"region": "emea"})).reason == "bad_signature"
