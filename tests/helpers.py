@@ -58,6 +58,7 @@ def kafka_env(kafka: KafkaSettings, topics: TopicSettings) -> dict[str, str]:
         "FACET_TOPICS_MODELS": topics.models,
         "FACET_TOPICS_STATISTICS": topics.statistics,
         "FACET_TOPICS_DEAD_LETTER": topics.dead_letter,
+        "FACET_TOPICS_ZONE_UPDATES_PATTERN": topics.zone_updates_pattern,
         "FACET_LOG_JSON": "true",
     }
 

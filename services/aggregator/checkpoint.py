@@ -10,6 +10,8 @@ were skipped. A failed write (disk full) raises and leaves every earlier checkpo
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from collections import OrderedDict
@@ -32,9 +34,13 @@ class Checkpoint:
     state: AggregatorState
     #: Next offset to read per partition of the updates topic.
     offsets: dict[int, int]
+    #: A zone tier's forwarded update, made durable with the state it came from and sent after: resent
+    #: on restart (the global aggregator drops it if it arrived before).
+    outbox: bytes | None = None
 
 
-def save(directory: Path, state: AggregatorState, offsets: dict[int, int], keep: int = 3) -> Path:
+def save(directory: Path, state: AggregatorState, offsets: dict[int, int], keep: int = 3,
+         outbox: bytes | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     blob = to_bytes(state.parameters)
     name = f"model-v{state.version:08d}.safetensors"
@@ -50,6 +56,7 @@ def save(directory: Path, state: AggregatorState, offsets: dict[int, int], keep:
         "samples_counted": state.samples_counted,
         "guard_history": state.guard_history,
         "offsets": {str(p): o for p, o in offsets.items()},
+        "outbox": None if outbox is None else base64.b64encode(outbox).decode(),
     }
     encoded = json.dumps(metadata).encode()
     write_atomically(directory / f"checkpoint-v{state.version:08d}.json", encoded)
@@ -72,7 +79,7 @@ def load(directory: Path) -> Checkpoint | None:
             continue
         try:
             return _read(directory, path)
-        except (OSError, ValueError, KeyError, TypeError, PoisonMessageError) as error:
+        except (OSError, ValueError, KeyError, TypeError, binascii.Error, PoisonMessageError) as error:
             log.warning("checkpoint_skipped", path=path.name, error=f"{type(error).__name__}: {error}"[:300])
     return None
 
@@ -94,4 +101,6 @@ def _read(directory: Path, path: Path) -> Checkpoint:
         guard_history=dict(metadata.get("guard_history", {})),
     )
     log.info("checkpoint_loaded", path=path.name, version=state.version, epoch=state.epoch)
-    return Checkpoint(state, {int(p): int(o) for p, o in metadata["offsets"].items()})
+    outbox = metadata.get("outbox")
+    return Checkpoint(state, {int(p): int(o) for p, o in metadata["offsets"].items()},
+                      base64.b64decode(outbox, validate=True) if outbox else None)

@@ -60,7 +60,7 @@ def initial_state(settings: AggregatorSettings) -> AggregatorState:
     return AggregatorState(parameters=parameters)
 
 
-class _SeekToCheckpoint(ConsumerRebalanceListener):
+class SeekToCheckpoint(ConsumerRebalanceListener):
     """On assignment, resume each partition at the offset the checkpoint covers (not the group's
     committed one, which may lag it), and report whether anything is assigned."""
 
@@ -108,7 +108,8 @@ class AggregatorService:
         self.last_checkpoint = time.monotonic()
         self.last_broadcast = 0.0
         self.consumer: AIOKafkaConsumer = make_consumer(
-            kafka, kafka.federation_servers(), group_id=settings.group_id, max_poll_records=settings.max_poll_records
+            kafka, kafka.federation_servers(), group_id=settings.consumer_group,
+            max_poll_records=settings.max_poll_records,
         )
         self.producer = make_producer(kafka, kafka.federation_servers())
         self.dlq = DeadLetterPublisher(self.producer, topics.dead_letter, "aggregator")
@@ -154,7 +155,7 @@ class AggregatorService:
         supervisor.start("http", serve(self.http_app(), self.settings.http_host, self.settings.http_port, stop_http,
                                        limit_concurrency=self.settings.http_limit_concurrency))
         await self.producer.start()
-        self.consumer.subscribe([self.topics.updates], listener=_SeekToCheckpoint(
+        self.consumer.subscribe([self.topics.updates], listener=SeekToCheckpoint(
             self.consumer, lambda: self.safe_offsets, lambda any_assigned: self.health.set("partitions_assigned",
                                                                                       any_assigned)))
         await self.consumer.start()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from facet.compression.codecs import CodecSpec
 from facet.config import validate_region
 from facet.errors import ConfigurationError
 from facet.federation.model_signing import ModelSigner
 from facet.federation.server import AggregationPolicy
 from facet.model.network import ModelConfig
 from facet.service.http import HttpServing
-from pydantic import Field, SecretStr, model_validator
+from facet.service.model_feed import ModelTrustSettings
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 
@@ -47,12 +49,36 @@ class AggregatorSettings(HttpServing):
     model_signing_key_file: Path | None = None
     http_port: int = Field(default=8082, ge=0, le=65535)
     max_poll_records: int = Field(default=64, ge=1)
+    #: Run as the zone tier of this zone (``facet aggregator --zone Z``): aggregate the updates of the zone's
+    #: regions from its own topic and forward one signed update per FedBuff step to the global aggregator,
+    #: instead of broadcasting models. Its checkpoint directory must be its own.
+    zone: str | None = None
+    #: The zone's HMAC key: the global aggregator knows it as trainer ``zone-<zone>``.
+    zone_signing_key: SecretStr | None = None
+    zone_codec: str = "rows+int8+zstd"
+    #: Whom a zone trusts for global broadcasts (it follows them to measure staleness).
+    model_trust: ModelTrustSettings = Field(default_factory=ModelTrustSettings)
+    #: How long a zone waits to see the global version an authentic update is based on before refusing it.
+    zone_catch_up_s: float = Field(default=5.0, ge=0, le=60)
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else validate_region(value)
 
     @model_validator(mode="after")
     def _keys_when_signed(self) -> AggregatorSettings:
         if self.policy.require_signatures and self.trainer_keys is None and self.trainer_keys_file is None:
             raise ValueError("require_signatures needs trainer_keys or trainer_keys_file (refusing unsigned mode "
                              "by default; set policy.require_signatures=false only for experiments)")
+        if self.zone is not None:
+            if self.zone_signing_key is None:
+                raise ValueError("a zone tier needs zone_signing_key: the global aggregator verifies its updates")
+            if self.policy.mode != "fedbuff":
+                raise ValueError("a zone tier aggregates with FedBuff (policy.mode=fedbuff)")
+            self.model_trust.check()
+            CodecSpec.parse(self.zone_codec)
+            return self  # a zone signs updates, never models
         if self.model_signing_key is None and self.model_signing_key_file is None:
             raise ValueError("model_signing_key (or model_signing_key_file) is required: every broadcast is signed "
                              "(`facet keys model` makes a key pair)")
@@ -82,6 +108,11 @@ class AggregatorSettings(HttpServing):
         """Explicit bindings; ids without one are bound to the region their id names."""
         return {trainer: validate_region(str(value["region"])) for trainer, value in self._trainer_document().items()
                 if isinstance(value, dict) and "region" in value}
+
+    @property
+    def consumer_group(self) -> str:
+        """A zone tier reads its own topic in its own group."""
+        return self.group_id if self.zone is None else f"{self.group_id}-zone-{self.zone}"
 
     def signer(self) -> ModelSigner:
         if self.model_signing_key_file is not None:

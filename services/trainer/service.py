@@ -152,6 +152,11 @@ class TrainerService:
                 self.health.set("model_loaded", True)
                 self.log.info("rebased", epoch=model.epoch, version=model.version)
 
+    @property
+    def deltas_topic(self) -> str:
+        zone = self.settings.zone
+        return self.topics.updates if zone is None else self.topics.zone_updates_topic(zone)
+
     async def run(self, shutdown: ShutdownSignal) -> None:
         stop = asyncio.Event()
         supervisor = TaskSupervisor(self.health, shutdown)
@@ -329,15 +334,20 @@ class TrainerService:
         covered = dict(self.consumed)
         async with self.lock:
             prepared = await asyncio.to_thread(self.learner.prepare_update)
+        statistics: InterestCounts | None = None
         if prepared is not None:
             key = self.settings.signing_key.get_secret_value().encode() if self.settings.signing_key else b""
-            statistics = self.pending_releases[0] if self.pending_releases else None
+            # Through a zone tier, deltas are averaged before the global aggregator sees them: releases go
+            # to it alone instead (below).
+            statistics = self.pending_releases[0] if self.pending_releases and self.settings.zone is None \
+                else None
             update = prepared.signed(key, trainer_id=self.settings.trainer_id or "", region=self.region,
                                      statistics=statistics)
-            await self.producer.send_and_wait(self.topics.updates, wire.encode(update),
+            await self.producer.send_and_wait(self.deltas_topic, wire.encode(update),
                                               key=self.region.encode(), headers=wire.schema_headers(ModelUpdate))
             self.updates_sent += 1
-            m.FRESHNESS_FORGOTTEN.labels(self.region).inc(self.freshness.sent(update.update_id))
+            if self.settings.zone is None:  # broadcasts name a zone's forwarded updates, not its trainers'
+                m.FRESHNESS_FORGOTTEN.labels(self.region).inc(self.freshness.sent(update.update_id))
             if statistics is not None:
                 self.pending_releases.popleft()
             m.UPDATES_SENT.labels(self.region).inc()
@@ -349,7 +359,7 @@ class TrainerService:
             self.log.info("update_sent", reason=reason, samples=prepared.num_samples, bytes=len(prepared.payload),
                           base_version=prepared.base_version, update_id=update.update_id,
                           statistics=statistics.release_id if statistics else None)
-        elif self.pending_releases and self.learner.base_version is not None:
+        if statistics is None and self.pending_releases and self.learner.base_version is not None:
             await self._send_release_only(self.pending_releases[0])
             self.pending_releases.popleft()
         self.last_send = time.monotonic()

@@ -44,6 +44,9 @@ class TrainerSettings(HttpServing):
     #: Noisy interest counts for the insights service (a budget of their own), riding on the updates.
     statistics: StatisticsSettings = Field(default_factory=StatisticsSettings)
     signing_key: SecretStr | None = None
+    #: The zone tier this region's deltas go to (facet.updates.<zone>.v1) instead of the global updates topic;
+    #: statistics releases still go to the global aggregator, alone.
+    zone: str | None = None
     model_trust: ModelTrustSettings = Field(default_factory=ModelTrustSettings)
     http_port: int = Field(default=8083, ge=0, le=65535)
 
@@ -51,6 +54,11 @@ class TrainerSettings(HttpServing):
     @classmethod
     def _region(cls, value: str) -> str:
         return validate_region(value)
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else validate_region(value)
 
     @field_validator("codec")
     @classmethod

@@ -118,6 +118,8 @@ class TopicSettings(BaseSettings):
 
     events_pattern: str = "facet.events.{region}.v1"
     updates: str = "facet.updates.v1"
+    #: A zone tier's inbox: its regions' trainers write here, its zone aggregator forwards to ``updates``.
+    zone_updates_pattern: str = "facet.updates.{zone}.v1"
     models: str = "facet.models.v1"
     #: Regional noisy interest counts, forwarded and signed by the aggregator for the insights service.
     statistics: str = "facet.statistics.v1"
@@ -141,6 +143,9 @@ class TopicSettings(BaseSettings):
     def events_topic(self, region: str) -> str:
         return self.events_pattern.format(region=validate_region(region))
 
+    def zone_updates_topic(self, zone: str) -> str:
+        return self.zone_updates_pattern.format(zone=validate_region(zone))
+
 
 class RegionSettings(BaseModel):
     """The regions this deployment serves, as a validated tuple."""
@@ -155,3 +160,50 @@ class RegionSettings(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("regions must be unique")
         return tuple(validate_region(r) for r in value)
+
+
+class ZoneMap(BaseModel):
+    """Zones and their regions, e.g. parsed from ``apac:jp,in,ae;emea:eu,uk;americas:us,br``."""
+
+    zones: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> ZoneMap:
+        seen: set[str] = set()
+        for zone, regions in self.zones.items():
+            if not _REGION_RE.fullmatch(zone):
+                raise ValueError(f"zone {zone!r} must match {_REGION_RE.pattern}")
+            if not regions:
+                raise ValueError(f"zone {zone!r} has no regions")
+            for region in regions:
+                validate_region(region)
+                if region in seen:
+                    raise ValueError(f"region {region!r} is in two zones")
+                seen.add(region)
+        return self
+
+    @classmethod
+    def parse(cls, text: str) -> ZoneMap:
+        zones: dict[str, tuple[str, ...]] = {}
+        for part in filter(None, (p.strip() for p in text.split(";"))):
+            zone, _, regions = part.partition(":")
+            if not regions:
+                raise ValueError(f"{part!r} is not zone:region,region")
+            if zone.strip() in zones:
+                raise ValueError(f"zone {zone.strip()!r} is named twice")
+            zones[zone.strip()] = tuple(r.strip() for r in regions.split(",") if r.strip())
+        return cls(zones=zones)
+
+    def zone_of(self, region: str) -> str | None:
+        return next((zone for zone, regions in self.zones.items() if region in regions), None)
+
+    def covering(self, regions: tuple[str, ...] | list[str]) -> ZoneMap:
+        """This map with the regions it leaves out of ``regions`` in one more zone, ``rest`` (a real
+        dataset's long tail of countries, say)."""
+        rest = tuple(r for r in regions if self.zone_of(r) is None)
+        if not rest:
+            return self
+        if "rest" in self.zones:
+            raise ValueError("zone 'rest' is taken: name every region instead")
+        return ZoneMap(zones={**self.zones, "rest": rest})
+

@@ -71,3 +71,12 @@ def test_old_artifacts_are_pruned(tmp_path: Path) -> None:
         os.utime(tmp_path / f"m-e1-v{version:08d}.safetensors", ns=(version * 10**9, version * 10**9))
     prune_artifacts(tmp_path, keep=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"m-e1-v{v:08d}.safetensors" for v in (5, 6, 7)]
+
+
+def test_a_zones_outbox_is_durable_with_its_state_and_gone_once_a_later_checkpoint_drops_it(tmp_path: Path) -> None:
+    checkpoint.save(tmp_path, _state(1), {0: 5}, outbox=b"\x00forwarded update\xff")
+    restored = checkpoint.load(tmp_path)
+    assert restored is not None and restored.outbox == b"\x00forwarded update\xff" and restored.offsets == {0: 5}
+    checkpoint.save(tmp_path, _state(2), {0: 7})
+    restored = checkpoint.load(tmp_path)
+    assert restored is not None and restored.outbox is None and restored.state.version == 2

@@ -19,56 +19,17 @@ which the global aggregator rejects as a duplicate.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 
 import torch
-from pydantic import BaseModel, Field, model_validator
 
 from facet.compression.codecs import CodecSpec, ErrorFeedback
-from facet.config import validate_region
+from facet.config import ZoneMap
 from facet.contracts import ModelUpdate
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState, Outcome
 from facet.federation.updates import signed_update
 
-_ZONE_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
-
-
-class ZoneMap(BaseModel):
-    """Zones and their regions, e.g. parsed from ``apac:jp,in,ae;emea:eu,uk;americas:us,br``."""
-
-    zones: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _disjoint(self) -> ZoneMap:
-        seen: set[str] = set()
-        for zone, regions in self.zones.items():
-            if not _ZONE_RE.fullmatch(zone):
-                raise ValueError(f"zone {zone!r} must match {_ZONE_RE.pattern}")
-            if not regions:
-                raise ValueError(f"zone {zone!r} has no regions")
-            for region in regions:
-                validate_region(region)
-                if region in seen:
-                    raise ValueError(f"region {region!r} is in two zones")
-                seen.add(region)
-        return self
-
-    @classmethod
-    def parse(cls, text: str) -> ZoneMap:
-        zones: dict[str, tuple[str, ...]] = {}
-        for part in filter(None, (p.strip() for p in text.split(";"))):
-            zone, _, regions = part.partition(":")
-            if not regions:
-                raise ValueError(f"{part!r} is not zone:region,region")
-            if zone.strip() in zones:
-                raise ValueError(f"zone {zone.strip()!r} is named twice")
-            zones[zone.strip()] = tuple(r.strip() for r in regions.split(",") if r.strip())
-        return cls(zones=zones)
-
-    def zone_of(self, region: str) -> str | None:
-        return next((zone for zone, regions in self.zones.items() if region in regions), None)
-
+__all__ = ["ZoneAggregator", "ZoneMap", "forwarded_update_id", "zone_policy", "zone_trainer_id"]
 
 def zone_trainer_id(zone: str) -> str:
     """The id a zone signs its forwarded updates with (the global aggregator binds it to the zone)."""

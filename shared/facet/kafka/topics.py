@@ -37,8 +37,17 @@ def event_topic_specs(topics: TopicSettings, regions: Iterable[str]) -> list[Top
     ]
 
 
-def federation_topic_specs(topics: TopicSettings, max_message_bytes: int) -> list[TopicSpec]:
+def federation_topic_specs(topics: TopicSettings, max_message_bytes: int,
+                           zones: Sequence[str] = ()) -> list[TopicSpec]:
+    """The federation topics, and one inbox per zone of a hierarchical deployment (configured as the
+    updates topic is)."""
+    inboxes = [TopicSpec(name=topics.zone_updates_topic(zone), partitions=topics.updates_partitions,
+                         replication_factor=topics.replication_factor,
+                         configs={"retention.ms": str(topics.updates_retention_ms),
+                                  "max.message.bytes": str(max_message_bytes), "cleanup.policy": "delete"})
+               for zone in zones]
     return [
+        *inboxes,
         TopicSpec(
             name=topics.updates,
             partitions=topics.updates_partitions,
