@@ -38,9 +38,10 @@ def federation(
     decay_versions: float = typer.Option(50.0, help="Server step decay 1/sqrt(1+v/this); 0 turns it off."),
     steps_by_data: bool = typer.Option(True, help="Local steps per round in proportion to each region's data "
                                        "(FedAvg's local epochs: a big market's round takes longer)."),
-    min_round_time: float = typer.Option(0.0, min=0.0, help="Pace every region to at most one round per this "
-                                         "many time units, as trainers paced by their event stream (0: each "
-                                         "trains as fast as its compute allows, re-training its data)."),
+    min_round_time: float = typer.Option(10.0, min=0.0, help="Pace every region to at most one round per this "
+                                         "many time units, as the trainer service is paced by its event stream "
+                                         "(the default regime; 0: compute-bound, each trains as fast as its "
+                                         "compute allows, re-training its data)."),
     sample_reference: str = typer.Option("running_mean", help="Async sample counts against the running mean "
                                          "(regions count by samples trained) or the buffer's mean (FedBuff paper)."),
     seed: int = typer.Option(0, help="The first seed."),
