@@ -17,6 +17,9 @@ IMAGE = "ghcr.io/facet/facet"
 PORT = 8080
 BASE = Path(__file__).with_name("base")
 PROD = Path(__file__).parent / "overlays" / "prod"
+ZONES_OVERLAY = Path(__file__).parent / "overlays" / "zones"
+#: The optional zone tier (overlays/zones): each zone's aggregator takes its regions' updates.
+ZONES = {"apac": ("jp", "in", "ae"), "emea": ("eu", "uk"), "americas": ("us", "br")}
 
 COMMON_LABELS = {"app.kubernetes.io/part-of": "facet"}
 
@@ -442,6 +445,110 @@ def manifests() -> dict[str, list[dict[str, Any]]]:
     return files
 
 
+def zone_tier() -> list[dict[str, Any]]:
+    """One StatefulSet per zone (its own checkpoint volume: the outbox that makes forwarding exactly-once),
+    its Service and NetworkPolicy, and its Strimzi KafkaUser."""
+    documents: list[dict[str, Any]] = []
+    for zone in ZONES:
+        name = f"aggregator-zone-{zone}"
+        tier = container(
+            "aggregator",
+            ["aggregator", "--zone", zone],
+            [secret_env("FACET_AGGREGATOR_TRAINER_KEYS", "trainer-keys"),
+             secret_env("FACET_AGGREGATOR_ZONE_SIGNING_KEY", f"zone-key-{zone}"),
+             *model_trust("FACET_AGGREGATOR_"), *kafka_identity(name),
+             {"name": "FACET_AGGREGATOR_CHECKPOINT_DIR", "value": "/var/lib/facet/zone"}],
+            "500m", "1Gi", "1", "2Gi",
+        )
+        tier["volumeMounts"].append({"name": "state", "mountPath": "/var/lib/facet/zone"})
+        documents += [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {"name": name, "labels": labels("aggregator-zone", zone)},
+                "spec": {
+                    "serviceName": name,
+                    "replicas": 1,  # one writer of the zone's steps
+                    "selector": {"matchLabels": labels("aggregator-zone", zone)},
+                    "updateStrategy": {"type": "RollingUpdate"},
+                    "template": {
+                        "metadata": {
+                            "labels": labels("aggregator-zone", zone),
+                            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT)},
+                        },
+                        "spec": pod_spec([tier], grace_seconds=120),
+                    },
+                    "volumeClaimTemplates": [
+                        {
+                            "metadata": {"name": "state"},
+                            "spec": {"accessModes": ["ReadWriteOnce"],
+                                     "resources": {"requests": {"storage": "10Gi"}}},
+                        }
+                    ],
+                },
+            },
+            service(name, "aggregator-zone", zone, headless=True),
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": name},
+                "spec": {
+                    "podSelector": {"matchLabels": labels("aggregator-zone", zone)},
+                    "policyTypes": ["Ingress", "Egress"],
+                    "ingress": [{
+                        "from": [{"namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                        "ports": [{"protocol": "TCP", "port": PORT}],
+                    }],
+                    "egress": [
+                        {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+                        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                         "ports": [{"protocol": "TCP", "port": 9092}, {"protocol": "TCP", "port": 9093}]},
+                        {"to": [{"podSelector": {"matchLabels": labels("aggregator")}}],
+                         "ports": [{"protocol": "TCP", "port": PORT}]},
+                    ],
+                },
+            },
+        ]
+    return documents
+
+
+def zone_users() -> dict[str, dict[str, Any]]:
+    """Every KafkaUser the zone tier adds or changes (zone principals; zoned trainers write their inbox)."""
+    from facet.config import ZoneMap
+    from facet.kafka.acls import strimzi_users
+
+    flat = {u["metadata"]["name"]: u for u in strimzi_users(REGIONS)}
+    zoned = {u["metadata"]["name"]: u for u in strimzi_users(REGIONS, zones=ZoneMap(zones=ZONES))}
+    return {name: user for name, user in zoned.items() if flat.get(name) != user}
+
+
+def zones_kustomization() -> dict[str, Any]:
+    """The zones overlay: prod, the zone tier, each zoned trainer told its zone, and the ACL lists of the
+    KafkaUsers the tier changes replaced whole (lists are not merged)."""
+    patches: list[dict[str, Any]] = []
+    for zone, regions in ZONES.items():
+        for region in regions:
+            patches.append({"target": {"kind": "Deployment", "name": f"trainer-{region}"},
+                            "patch": yaml.safe_dump([{"op": "add", "path": "/spec/template/spec/containers/0/env/-",
+                                                      "value": {"name": "FACET_TRAINER_ZONE", "value": zone}}],
+                                                    sort_keys=False)})
+    changed = zone_users()
+    for name, user in changed.items():
+        if not name.startswith("aggregator-zone-"):  # users prod has (zoned trainers, the topic creator)
+            patches.append({"target": {"group": "kafka.strimzi.io", "kind": "KafkaUser", "name": name},
+                            "patch": yaml.safe_dump([{"op": "replace", "path": "/spec/authorization/acls",
+                                                      "value": user["spec"]["authorization"]["acls"]}],
+                                                    sort_keys=False)})
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["../prod", "zone-tier.yaml", "zone-users.yaml"],
+        "patches": patches,
+    }
+
+
 def main() -> None:
     BASE.mkdir(exist_ok=True)
     files = manifests()
@@ -461,6 +568,13 @@ def main() -> None:
         "# Generated by deploy/kubernetes/generate.py from facet/kafka/acls.py; edit those, not this.\n"
         + yaml.safe_dump_all(kafka_users(), sort_keys=False)
     )
+    header = "# Generated by deploy/kubernetes/generate.py; edit that, not this.\n"
+    ZONES_OVERLAY.mkdir(exist_ok=True)
+    (ZONES_OVERLAY / "zone-tier.yaml").write_text(header + yaml.safe_dump_all(zone_tier(), sort_keys=False))
+    (ZONES_OVERLAY / "zone-users.yaml").write_text(header + yaml.safe_dump_all(
+        [u for n, u in zone_users().items() if n.startswith("aggregator-zone-")], sort_keys=False))
+    (ZONES_OVERLAY / "kustomization.yaml").write_text(header + yaml.safe_dump(zones_kustomization(),
+                                                                              sort_keys=False))
 
 
 def kafka_users() -> list[dict[str, Any]]:

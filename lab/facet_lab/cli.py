@@ -81,11 +81,15 @@ app.add_typer(kafka_app, name="kafka")
 @kafka_app.command("setup-script")
 def kafka_setup_script(
     regions: str = typer.Option(",".join(DEFAULT_REGIONS), help="Comma-separated region codes."),
+    zones: str = typer.Option("", help="A zone tier, e.g. 'apac:jp,in,ae;emea:eu,uk;americas:us,br' "
+                              "(deploy/compose/kafka-setup-zones.sh)."),
 ) -> None:
     """Print the SCRAM-user and ACL script the compose `kafka-setup` job runs (deploy/compose/kafka-setup.sh)."""
+    from facet.config import ZoneMap
     from facet.kafka.acls import setup_script
 
-    typer.echo(setup_script([r.strip() for r in regions.split(",") if r.strip()]), nl=False)
+    typer.echo(setup_script([r.strip() for r in regions.split(",") if r.strip()], zones=ZoneMap.parse(zones)),
+               nl=False)
 
 
 @keys_app.command("model")

@@ -59,7 +59,7 @@ def test_generated_base_is_current() -> None:
     assert users == generator.kafka_users(), "overlays/prod/kafka-users.yaml is stale: run generate.py"
 
 
-@pytest.mark.parametrize("overlay", ["dev", "prod"])
+@pytest.mark.parametrize("overlay", ["dev", "prod", "zones"])
 def test_every_manifest_validates_strictly(overlay: str) -> None:
     documents = _rendered(overlay)
     assert len(documents) > 40
@@ -270,3 +270,83 @@ def test_kafka_users_grant_exactly_the_acls() -> None:
                for u in users for acl in u["spec"]["authorization"]["acls"] for op in acl["operations"]}
     assert granted == {(g.principal, g.resource_type, g.resource_name, g.operation) for g in service_grants(REGIONS)}
     assert all(u["spec"]["authentication"]["type"] == "scram-sha-512" for u in users)
+
+
+ZONES = "apac:jp,in,ae;emea:eu,uk;americas:us,br"
+
+
+def _merged_compose(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """What `docker compose -f base -f override` does with the keys the zone file uses: services and their
+    environment maps merge, a volume with the same container path is replaced, other keys are replaced."""
+    merged = copy.deepcopy(base)
+    for name, service in override.get("services", {}).items():
+        target = merged["services"].setdefault(name, {})
+        for key, value in service.items():
+            if key == "environment" and isinstance(target.get(key), dict):
+                target[key] = {**target[key], **value}
+            elif key == "volumes" and key in target:
+                paths = {v.split(":")[1]: v for v in value}
+                target[key] = [paths.pop(v.split(":")[1], v) for v in target[key]] + list(paths.values())
+            elif key == "depends_on" and isinstance(target.get(key), dict):
+                target[key] = {**target[key], **value}
+            else:
+                target[key] = value
+    merged.setdefault("volumes", {}).update(override.get("volumes", {}))
+    return merged
+
+
+def test_the_compose_zone_tier_is_valid_and_each_zone_has_its_principal_and_regions() -> None:
+    from facet.config import ZoneMap
+    from facet.kafka.acls import principals, setup_script
+
+    zones = ZoneMap.parse(ZONES)
+    override = yaml.safe_load(_interpolate((ROOT / "deploy" / "compose" / "zones.yml").read_text()))
+    merged = _merged_compose(_compose(), override)
+    compose = PyCompose.from_json(json.dumps(merged))
+    assert {f"aggregator-zone-{z}" for z in zones.zones} <= set(compose.service_names())
+    services = merged["services"]
+    for zone, regions in zones.zones.items():
+        tier = services[f"aggregator-zone-{zone}"]
+        assert tier["command"] == ["--zone", zone]
+        assert tier["environment"]["FACET_KAFKA_SASL_USERNAME"] == f"aggregator-zone-{zone}"
+        assert "FACET_AGGREGATOR_MODEL_TRUST__PUBLIC_KEYS" in tier["environment"], "a zone verifies broadcasts"
+        for region in regions:
+            assert services[f"trainer-{region}"]["environment"]["FACET_TRAINER_ZONE"] == zone
+            assert services[f"trainer-{region}"]["environment"]["FACET_KAFKA_SASL_USERNAME"] == f"trainer-{region}"
+    users = {s["environment"]["FACET_KAFKA_SASL_USERNAME"] for s in services.values()
+             if isinstance(s.get("environment"), dict) and "FACET_KAFKA_SASL_USERNAME" in s["environment"]}
+    assert users == set(principals(REGIONS, zones))
+    assert services["topics"]["environment"]["FACET_ZONES"] == ZONES
+    assert "/etc/kafka/kafka-setup.sh" in " ".join(services["kafka-setup"]["volumes"])
+    assert (ROOT / "deploy" / "compose" / "kafka-setup-zones.sh").read_text() == setup_script(
+        REGIONS, zones=zones), "run `facet kafka setup-script --zones ... > deploy/compose/kafka-setup-zones.sh`"
+
+
+def test_the_kubernetes_zone_overlay_is_current_valid_and_grants_exactly_the_zoned_acls() -> None:
+    from facet.config import ZoneMap
+    from facet.kafka.acls import service_grants
+
+    generator = _load_generator(K8S / "generate.py")
+    overlay = K8S / "overlays" / "zones"
+    tier = [d for d in yaml.safe_load_all((overlay / "zone-tier.yaml").read_text()) if d]
+    assert tier == generator.zone_tier(), "overlays/zones is stale: run deploy/kubernetes/generate.py"
+    assert yaml.safe_load((overlay / "kustomization.yaml").read_text()) == generator.zones_kustomization()
+    for document in tier:
+        _validate(document)
+    assert ZoneMap(zones=generator.ZONES) == ZoneMap.parse(ZONES)
+    # prod's KafkaUsers, with the overlay's new users added and its patched ACL lists applied.
+    users = {d["metadata"]["name"]: d for d in yaml.safe_load_all(
+        (K8S / "overlays" / "prod" / "kafka-users.yaml").read_text()) if d}
+    users.update({d["metadata"]["name"]: d for d in yaml.safe_load_all((overlay / "zone-users.yaml").read_text())
+                  if d})
+    for patch in generator.zones_kustomization()["patches"]:
+        if patch["target"]["kind"] == "KafkaUser":
+            (operation,) = yaml.safe_load(patch["patch"])
+            users[patch["target"]["name"]]["spec"]["authorization"]["acls"] = operation["value"]
+    granted = {(u["metadata"]["name"], acl["resource"]["type"], acl["resource"]["name"], op)
+               for u in users.values() for acl in u["spec"]["authorization"]["acls"] for op in acl["operations"]}
+    expected = service_grants(REGIONS, zones=ZoneMap.parse(ZONES))
+    assert granted == {(g.principal, g.resource_type, g.resource_name, g.operation) for g in expected}
+    zoned_trainers = {p["target"]["name"] for p in generator.zones_kustomization()["patches"]
+                      if p["target"]["kind"] == "Deployment"}
+    assert zoned_trainers == {f"trainer-{r}" for r in REGIONS}
