@@ -3,7 +3,10 @@ models and updates."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Awaitable, Callable
 
 import torch
 from facet.compression.codecs import CodecSpec, encode_delta
@@ -76,3 +79,14 @@ def signed_update(
     return updates.signed_update(key, trainer_id=trainer_id, region=region, base_version=base_version,
                                  num_samples=num_samples, codec=codec, update_id=update_id,
                                  payload=encode_delta(delta, CodecSpec.parse(codec), seed=seed))
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 60.0) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout_s`` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.3)
+    return False
+

@@ -44,6 +44,7 @@ from tests.helpers import (
     model_env,
     signed_update,
     trust_env,
+    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -179,15 +180,6 @@ def _overflowing_update() -> bytes:
                           "body": {"created_at": msgpack.Timestamp(2**40, 0)}}, datetime=False)
 
 
-async def _wait_for(predicate: Any, timeout_s: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(0.3)
-    return False
-
-
 async def test_a_record_whose_timestamp_overflows_is_dead_lettered_and_federation_goes_on(stack: Stack) -> None:
     await stack.send_raw(stack.topics.updates, _overflowing_update())
     assert b"malformed" in await stack.dead_letters(b"malformed")
@@ -199,7 +191,7 @@ async def test_a_record_whose_timestamp_overflows_is_dead_lettered_and_federatio
     async def advanced() -> bool:
         return await stack.aggregator_version() > version
 
-    assert await _wait_for(advanced), stack.processes["aggregator"].log_tail()
+    assert await wait_for(advanced), stack.processes["aggregator"].log_tail()
 
 
 async def test_an_unsigned_model_with_a_huge_version_is_never_loaded(stack: Stack) -> None:
@@ -213,7 +205,7 @@ async def test_an_unsigned_model_with_a_huge_version_is_never_loaded(stack: Stac
         rejected = await stack.metric("recommender", "facet_model_feed_rejected_total", "reason")
         return isinstance(rejected, dict) and rejected.get("unsigned", 0) >= 1
 
-    assert await _wait_for(refused)
+    assert await wait_for(refused)
     after = (await stack.request("GET", "recommender", "/v1/recommendations", params={"shopper": "x"},
                                  headers={"X-API-Key": STORE_KEY})).json()["model_version"]
     assert after < 2**61 and after >= served
@@ -268,13 +260,13 @@ async def test_statistics_are_forwarded_signed_only_from_an_authentic_trainer_wi
         counts = await stack.metric("aggregator", "facet_aggregator_statistics_forwarded_total", "region")
         return isinstance(counts, dict) and counts.get("eu", 0) >= 1
 
-    assert await _wait_for(forwarded, 90), stack.processes["trainer"].log_tail()
+    assert await wait_for(forwarded, 90), stack.processes["trainer"].log_tail()
 
     async def sent_alone() -> bool:  # the shoppers went quiet: later windows still go out, without a delta
         counts = await stack.metric("trainer", "facet_trainer_statistics_sent_alone_total", "region")
         return isinstance(counts, dict) and counts.get("eu", 0) >= 1
 
-    assert await _wait_for(sent_alone, 60), stack.processes["trainer"].log_tail()
+    assert await wait_for(sent_alone, 60), stack.processes["trainer"].log_tail()
     key = TRAINER_KEYS["trainer-us"].encode()
     version = await stack.aggregator_version()
     impostor = resigned(signed_update(key, trainer_id="trainer-us", region="eu", base_version=version, seed=7),
@@ -288,7 +280,7 @@ async def test_statistics_are_forwarded_signed_only_from_an_authentic_trainer_wi
         refused = await stack.metric("aggregator", "facet_aggregator_statistics_rejected_total", "reason")
         return isinstance(refused, dict) and refused.get("noise_below_budget", 0) >= 1
 
-    assert await _wait_for(thin_refused), stack.processes["aggregator"].log_tail()
+    assert await wait_for(thin_refused), stack.processes["aggregator"].log_tail()
     records = await _forwarded_statistics(stack)
     verifier = ModelVerifier([MODEL_PUBLIC_KEY])
     assert records and all(verifier.verify_statistics(r) for r in records)
@@ -310,13 +302,13 @@ async def test_poison_events_are_dead_lettered_and_valid_events_still_train(stac
     async def trained() -> bool:
         return float(await stack.metric("trainer", "facet_trainer_samples_total")) > float(before)  # type: ignore[arg-type]
 
-    assert await _wait_for(trained, 120), stack.processes["trainer"].log_tail()
+    assert await wait_for(trained, 120), stack.processes["trainer"].log_tail()
 
     async def recommender_refused() -> bool:  # it reads the same records on its own schedule
         rejected = await stack.metric("recommender", "facet_recommender_events_rejected_total", "reason")
         return isinstance(rejected, dict) and rejected.get("malformed", 0) >= 3
 
-    assert await _wait_for(recommender_refused), stack.processes["recommender"].log_tail()
+    assert await wait_for(recommender_refused), stack.processes["recommender"].log_tail()
 
 
 async def test_hostile_ingest_bodies_get_4xx_never_5xx(stack: Stack) -> None:

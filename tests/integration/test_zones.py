@@ -5,10 +5,8 @@ dead-lettered and moves nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from facet.workload.generator import JewelryWorkload, WorkloadConfig
 from facet_lab.launcher import ServiceProcess
 from facet_lab.system.scrape import scrape
 
-from tests.helpers import MODEL_PRIVATE_KEY, kafka_env, model_env, signed_update, trust_env
+from tests.helpers import MODEL_PRIVATE_KEY, kafka_env, model_env, signed_update, trust_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +33,6 @@ async def _metric(process: ServiceProcess, sample: str, label: str | None = None
     async with httpx.AsyncClient() as client:
         scraped = await scrape(client, process.url("/metrics"))
     return scraped.by_label(sample, label) if label else scraped.total(sample)
-
-
-async def _wait_for(predicate: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(0.3)
-    return False
 
 
 async def _seed(kafka: KafkaSettings, topics: TopicSettings, seed: int) -> None:
@@ -98,9 +87,9 @@ async def test_a_zone_tier_forwards_its_regions_updates_and_survives_a_kill(brok
             applied = await _metric(aggregator, "facet_aggregator_updates_applied_total", "region")
             return isinstance(applied, dict) and applied.get("apac", 0) >= at_least
 
-        assert await _wait_for(lambda: forwarded(1), 120), zone.log_tail() + aggregator.log_tail()
+        assert await wait_for(lambda: forwarded(1), 120), zone.log_tail() + aggregator.log_tail()
         await _seed(kafka, topics, seed=4)  # the trainers rebase on the zone's first step and train again
-        assert await _wait_for(lambda: forwarded(2), 120), zone.log_tail() + aggregator.log_tail()
+        assert await wait_for(lambda: forwarded(2), 120), zone.log_tail() + aggregator.log_tail()
         applied = await _metric(aggregator, "facet_aggregator_updates_applied_total", "region")
         assert set(applied) == {"apac"}, applied  # the global aggregator never saw a trainer directly
         by_region = await _metric(zone, "facet_aggregator_updates_applied_total", "region")
@@ -120,7 +109,7 @@ async def test_a_zone_tier_forwards_its_regions_updates_and_survives_a_kill(brok
             rejected = await _metric(zone, "facet_aggregator_updates_rejected_total", "reason")
             return isinstance(rejected, dict) and rejected.get("bad_signature", 0) >= 1
 
-        assert await _wait_for(refused, 30), zone.log_tail()
+        assert await wait_for(refused, 30), zone.log_tail()
 
         before = (await _metric(aggregator, "facet_aggregator_updates_applied_total", "region"))["apac"]
         zone.send_signal(signal.SIGKILL)
@@ -128,7 +117,7 @@ async def test_a_zone_tier_forwards_its_regions_updates_and_survives_a_kill(brok
         zone.start()
         zone.wait_healthy(90.0)
         await _seed(kafka, topics, seed=5)  # more events: the restarted zone keeps forwarding
-        assert await _wait_for(lambda: forwarded(int(before) + 1), 120), zone.log_tail()
+        assert await wait_for(lambda: forwarded(int(before) + 1), 120), zone.log_tail()
         rejected = await _metric(aggregator, "facet_aggregator_updates_rejected_total", "reason")
         assert not set(rejected or {}) - {"duplicate"}, rejected  # a resent outbox at most, never a bad update
         assert all(p.exit_code is None for p in (aggregator, *trainers))

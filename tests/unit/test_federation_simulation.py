@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from facet.config import ZoneMap
 from facet.contracts import ModelUpdate
 from facet.evaluation.split import leave_last_out
 from facet.federation.server import AggregationPolicy, Aggregator, Outcome
@@ -17,6 +18,7 @@ from facet_lab.bench.federation import (
     build_setup,
     run_async,
     run_federation_benchmark,
+    run_hierarchical,
     run_sync_fedavg,
     summarize_seeds,
 )
@@ -124,3 +126,19 @@ def test_seed_summary_is_the_mean_with_the_worst_seed_beside_it() -> None:
     assert summary["seeds"] == 2
     with pytest.raises(ValueError):
         summarize_seeds([])
+
+
+def test_a_zone_tier_sends_one_update_per_zone_step_across_its_boundary(setup: FederationSetup) -> None:
+    """The same regions, budget and policy as flat FedBuff; us and jp share a zone whose buffer holds two
+    updates, eu is a zone alone: only the zones' forwarded updates cross, and they are fewer."""
+    policy = AggregationPolicy(mode="fedbuff", buffer_size=2, max_staleness=1000, max_update_norm=1e6)
+    zones = ZoneMap.parse("asia-americas:us,jp;europe:eu")
+    run = run_hierarchical(setup, zones, policy, time_budget=24.0, eval_every=100.0)
+    flat, flat_trace = _async_updates_by_region(setup, time_budget=24.0)
+    assert run.trace.updates == sum(flat.values())  # the regions train and report exactly as in flat
+    # us + jp report 24 times (12 steps of their zone), eu 3 times (1 step; its third waits in the buffer).
+    assert run.forwarded_updates == 12 + 1
+    assert 0 < run.cross_zone_bytes < 0.6 * flat_trace.bytes_sent  # 13 updates cross instead of 27
+    assert run.trace.final["overall"]["ndcg10"] > 0
+    with pytest.raises(ValueError, match="no zone"):
+        run_hierarchical(setup, ZoneMap.parse("europe:eu"), policy, time_budget=24.0, eval_every=100.0)

@@ -193,6 +193,17 @@ def _sync_fedavg(setup: FederationSetup, time_budget: float, eval_every: float, 
     return trace
 
 
+def _evaluate_until(now: float, next_eval: float, eval_every: float, aggregator: Aggregator,
+                    setup: FederationSetup, trace: Trace, tick: Callable[[], None]) -> float:
+    """Score the global model at every evaluation time up to ``now``; the next evaluation time."""
+    while next_eval <= now:
+        quality = evaluate(_model_from(aggregator.state.parameters, setup.config), setup)["overall"]["ndcg10"]
+        trace.points.append((next_eval, quality))
+        next_eval += eval_every
+        tick()
+    return next_eval
+
+
 RegionFactory = Callable[[str, FederationSetup, int], "_Region"]
 AppliedObserver = Callable[[Aggregator, ModelUpdate, Outcome], None]
 
@@ -224,11 +235,7 @@ def _async(setup: FederationSetup, policy: AggregationPolicy, name: str, time_bu
         finish, index, update = heapq.heappop(pending)
         if finish > time_budget:
             break
-        while next_eval <= finish:
-            quality = evaluate(_model_from(aggregator.state.parameters, setup.config), setup)["overall"]["ndcg10"]
-            trace.points.append((next_eval, quality))
-            next_eval += eval_every
-            tick()
+        next_eval = _evaluate_until(finish, next_eval, eval_every, aggregator, setup, trace, tick)
         trace.bytes_sent += len(update.payload)
         trace.updates += 1
         outcome = aggregator.handle(update)
@@ -298,11 +305,7 @@ def _hierarchical(setup: FederationSetup, zones: ZoneMap, policy: AggregationPol
         finish, index, update = heapq.heappop(pending)
         if finish > time_budget:
             break
-        while next_eval <= finish:
-            quality = evaluate(_model_from(aggregator.state.parameters, setup.config), setup)["overall"]["ndcg10"]
-            trace.points.append((next_eval, quality))
-            next_eval += eval_every
-            tick()
+        next_eval = _evaluate_until(finish, next_eval, eval_every, aggregator, setup, trace, tick)
         trace.updates += 1
         tier = tiers[zones.zone_of(regions[index].name) or ""]
         tier.follow((0, aggregator.state.version))
