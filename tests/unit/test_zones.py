@@ -39,6 +39,11 @@ def test_zones_parse_and_refuse_overlaps_and_bad_names() -> None:
             ZoneMap.parse(bad)
     with pytest.raises(ValidationError):
         ZoneMap(zones={"apac": ()})
+    covered = ZoneMap.parse("uk:united-kingdom,eire").covering(["united-kingdom", "germany", "eire", "japan"])
+    assert covered.zones["rest"] == ("germany", "japan") and covered.zone_of("eire") == "uk"
+    assert zones.covering(["jp", "us"]) == zones  # nothing left out: nothing added
+    with pytest.raises(ValueError, match="rest"):
+        ZoneMap.parse("rest:jp").covering(["jp", "us"])
 
 
 def test_a_zone_step_forwards_the_sample_and_staleness_weighted_mean_as_one_signed_update() -> None:
