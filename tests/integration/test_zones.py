@@ -1,5 +1,6 @@
 """The zone tier on the embedded broker: two regions' trainers send to their zone's inbox, the zone
-aggregator forwards one signed update per step, and the global aggregator applies only the zone's updates.
+aggregator forwards one signed update per step, and the global aggregator applies only the zone's updates
+(the trainers' statistics releases reach it alone).
 A zone killed mid-run restarts from its checkpoint and forwards again; a forged update in its inbox is
 dead-lettered and moves nothing."""
 
@@ -56,8 +57,9 @@ async def test_a_zone_tier_forwards_its_regions_updates_and_survives_a_kill(brok
     common = kafka_env(kafka, topics)
     aggregator = ServiceProcess(["aggregator"], {
         **common, **model_env("FACET_AGGREGATOR_"), "FACET_AGGREGATOR_MODEL_SIGNING_KEY": MODEL_PRIVATE_KEY,
-        # The global aggregator knows the zone, not the zone's trainers.
-        "FACET_AGGREGATOR_TRAINER_KEYS": json.dumps({"zone-apac": ZONE_KEY}),
+        # The zone's key for its deltas; the trainers' keys for their statistics releases, which go to the
+        # global aggregator alone (ACLs keep their deltas in the zone's inbox).
+        "FACET_AGGREGATOR_TRAINER_KEYS": json.dumps({"zone-apac": ZONE_KEY, **TRAINER_KEYS}),
         "FACET_AGGREGATOR_CHECKPOINT_DIR": str(tmp_path / "global"), "FACET_AGGREGATOR_POLICY__BUFFER_SIZE": "1",
         "FACET_AGGREGATOR_BROADCAST_INTERVAL_S": "0.5", "FACET_AGGREGATOR_BROADCAST_EVERY_VERSIONS": "1",
     }, tmp_path, "aggregator")
@@ -74,6 +76,8 @@ async def test_a_zone_tier_forwards_its_regions_updates_and_survives_a_kill(brok
         "FACET_TRAINER_UPDATE_EVERY_SAMPLES": "50", "FACET_TRAINER_UPDATE_EVERY_SECONDS": "1",
         "FACET_TRAINER_BATCH_SIZE": "16", "FACET_TRAINER_GROUP_ID": f"trainer-{region}-{suffix}",
         "FACET_TRAINER_PRIVACY__ENABLED": "false",
+        # Interest counts released every 2 s (epsilon 2 per 8 s: a test's budget, not a real one).
+        "FACET_TRAINER_STATISTICS__PRIVACY__PERIOD_SECONDS": "8", "FACET_TRAINER_STATISTICS__VALUE_BUCKETS": "1024",
     }, tmp_path, f"trainer-{region}") for region in ("jp", "in")]
     processes = [aggregator, zone, *trainers]
     try:
@@ -91,7 +95,14 @@ async def test_a_zone_tier_forwards_its_regions_updates_and_survives_a_kill(brok
         await _seed(kafka, topics, seed=4)  # the trainers rebase on the zone's first step and train again
         assert await wait_for(lambda: forwarded(2), 120), zone.log_tail() + aggregator.log_tail()
         applied = await _metric(aggregator, "facet_aggregator_updates_applied_total", "region")
-        assert set(applied) == {"apac"}, applied  # the global aggregator never saw a trainer directly
+        assert set(applied) == {"apac"}, applied  # the global aggregator never applied a trainer's delta
+
+        async def released() -> bool:  # while each region's counts still reach it, alone
+            forwarded = await _metric(aggregator, "facet_aggregator_statistics_forwarded_total", "region")
+            return isinstance(forwarded, dict) and {"jp", "in"} <= set(forwarded)
+
+        assert await wait_for(released, 60), trainers[0].log_tail() + aggregator.log_tail()
+        assert set(await _metric(aggregator, "facet_aggregator_updates_applied_total", "region")) == {"apac"}
         by_region = await _metric(zone, "facet_aggregator_updates_applied_total", "region")
         assert set(by_region) == {"jp", "in"}, by_region  # the zone took both regions' updates
         async with httpx.AsyncClient() as client:
