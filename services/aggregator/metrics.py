@@ -22,6 +22,6 @@ STATISTICS_FORWARDED = Counter(names.AGGREGATOR_STATISTICS_FORWARDED_TOTAL,
 STATISTICS_REJECTED = Counter(names.AGGREGATOR_STATISTICS_REJECTED_TOTAL,
                               "Interest-count releases not forwarded, by reason", ["reason"])
 ZONE_FORWARDED = Counter(names.AGGREGATOR_ZONE_FORWARDED_TOTAL, "Zone tier: aggregated updates forwarded to the "
-                         "global aggregator")
+                         "global aggregator, by why (full buffer, waited too long, outbox resent)", ["reason"])
 ZONE_FORWARDED_BYTES = Counter(names.AGGREGATOR_ZONE_FORWARDED_BYTES_TOTAL,
                                "Zone tier: payload bytes forwarded across the zone's boundary")

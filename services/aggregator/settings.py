@@ -60,6 +60,9 @@ class AggregatorSettings(HttpServing):
     model_trust: ModelTrustSettings = Field(default_factory=ModelTrustSettings)
     #: How long a zone waits to see the global version an authentic update is based on before refusing it.
     zone_catch_up_s: float = Field(default=5.0, ge=0, le=60)
+    #: A zone steps over a partly filled buffer once its oldest update has waited this long, so a zone whose
+    #: regions report rarely does not hold their updates back (0: only full buffers are stepped).
+    zone_max_wait_s: float = Field(default=30.0, ge=0, le=3600)
 
     @field_validator("zone")
     @classmethod

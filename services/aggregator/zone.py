@@ -64,6 +64,8 @@ class ZoneService:
         self._committed = dict(self.safe_offsets)
         self.last_checkpoint = time.monotonic()
         self.forwarded = 0
+        #: When the zone's buffer took its oldest update (None while it is empty).
+        self.buffered_since: float | None = None
         self.health = Health()
         self.health.set("partitions_assigned", False)
         self.health.set("global_model_seen", False)
@@ -105,7 +107,7 @@ class ZoneService:
                                                  model_dlq))
         try:
             if self.outbox is not None:  # durable but perhaps never delivered: send it (again)
-                await self._send(self.outbox)
+                await self._send(self.outbox, reason="outbox")
             while self.tier.global_generation is None and not shutdown.requested:
                 self.health.tick()  # staleness needs the global version: read nothing before it is known
                 await shutdown.wait(0.2)
@@ -122,6 +124,7 @@ class ZoneService:
                         self.positions[tp.partition] = record.offset + 1
                         if self.tier.aggregator.buffer_fill == 0:
                             self.safe_offsets = dict(self.positions)
+                await self._step_if_waited_too_long()
                 if self.safe_offsets != self._committed and (
                         time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_interval_s):
                     await self._checkpoint(None)  # rejections moved the offsets: commit them now and then
@@ -155,18 +158,41 @@ class ZoneService:
                                     record)
             return
         m.BUFFER_FILL.set(self.tier.aggregator.buffer_fill)
+        if self.tier.aggregator.buffer_fill == 0:
+            self.buffered_since = None
+        elif self.buffered_since is None:
+            self.buffered_since = time.monotonic()
         if outcome.status == "rejected":
             log.warning("update_rejected", update_id=update.update_id, reason=outcome.reason,
                         detail=outcome.detail[:200])
             await self._dead_letter(PoisonMessageError(outcome.reason or "unknown", outcome.detail), record)
-            return
-        m.UPDATES_APPLIED.labels(self.tier.aggregator.region_label(update)).inc()
-        if outcome.staleness is not None:
-            m.STALENESS.observe(outcome.staleness)
+        else:
+            m.UPDATES_APPLIED.labels(self.tier.aggregator.region_label(update)).inc()
+            if outcome.staleness is not None:
+                m.STALENESS.observe(outcome.staleness)
+        for dropped_id, reason in outcome.dropped:  # buffered earlier, refused at the step
+            m.UPDATES_REJECTED.labels(reason).inc()
+            log.warning("buffered_update_dropped", update_id=dropped_id, reason=reason)
+        # Even when this update itself was refused at the step, the others in the buffer were stepped.
         if forwarded is not None:
             past = {**self.positions, record.partition: record.offset + 1}
             await self._checkpoint(forwarded, past)
-            await self._send(forwarded)
+            await self._send(forwarded, reason="full")
+
+    async def _step_if_waited_too_long(self) -> None:
+        """Forward what a partly filled buffer holds once its oldest update has waited ``zone_max_wait_s``.
+        Every record read is then accounted for (the buffer is empty), so the checkpoint covers them all."""
+        limit = self.settings.zone_max_wait_s
+        if not limit or self.buffered_since is None or time.monotonic() - self.buffered_since < limit:
+            return
+        forwarded = await asyncio.to_thread(self.tier.flush)
+        self.buffered_since = None
+        m.BUFFER_FILL.set(self.tier.aggregator.buffer_fill)
+        if forwarded is None:  # every buffered update was refused at the step: only the offsets move
+            self.safe_offsets = dict(self.positions)
+            return
+        await self._checkpoint(forwarded, dict(self.positions))
+        await self._send(forwarded, reason="waited")
 
     async def _catch_up(self, update: ModelUpdate) -> None:
         """A trainer may rebase onto a broadcast a moment before this zone has read it: for an authentic
@@ -195,13 +221,14 @@ class ZoneService:
         self._committed = dict(offsets)
         self.last_checkpoint = time.monotonic()
 
-    async def _send(self, update: ModelUpdate) -> None:
+    async def _send(self, update: ModelUpdate, reason: str) -> None:
         await self.producer.send_and_wait(self.topics.updates, wire.encode(update), key=self.zone.encode(),
                                           headers=wire.schema_headers(ModelUpdate))
         self.forwarded += 1
-        m.ZONE_FORWARDED.inc()
+        m.ZONE_FORWARDED.labels(reason).inc()
         m.ZONE_FORWARDED_BYTES.inc(len(update.payload))
-        log.info("zone_update_forwarded", zone=self.zone, update_id=update.update_id, samples=update.num_samples,
+        log.info("zone_update_forwarded", zone=self.zone, reason=reason, update_id=update.update_id,
+                 samples=update.num_samples,
                  bytes=len(update.payload), base_version=update.base_version)
 
     async def _dead_letter(self, error: PoisonMessageError, record: ConsumerRecord) -> None:

@@ -66,7 +66,10 @@ async def test_a_zone_tier_forwards_its_regions_updates_and_survives_a_kill(brok
     zone_env = {
         **common, **model_env("FACET_AGGREGATOR_"), **trust_env("FACET_AGGREGATOR_"),
         "FACET_AGGREGATOR_ZONE_SIGNING_KEY": ZONE_KEY, "FACET_AGGREGATOR_TRAINER_KEYS": json.dumps(TRAINER_KEYS),
-        "FACET_AGGREGATOR_CHECKPOINT_DIR": str(tmp_path / "zone"), "FACET_AGGREGATOR_POLICY__BUFFER_SIZE": "2",
+        "FACET_AGGREGATOR_CHECKPOINT_DIR": str(tmp_path / "zone"),
+        # A buffer the two regions never fill: every step is one the zone takes after waiting 2 s (a full
+        # buffer's step is the global aggregator's own path, tested with it).
+        "FACET_AGGREGATOR_POLICY__BUFFER_SIZE": "50", "FACET_AGGREGATOR_ZONE_MAX_WAIT_S": "2",
         "FACET_AGGREGATOR_GROUP_ID": f"agg-{suffix}", "FACET_AGGREGATOR_CHECKPOINT_INTERVAL_S": "0.5",
     }
     zone = ServiceProcess(["aggregator", "--zone", "apac"], zone_env, tmp_path, "zone")
@@ -105,6 +108,8 @@ async def test_a_zone_tier_forwards_its_regions_updates_and_survives_a_kill(brok
         assert set(await _metric(aggregator, "facet_aggregator_updates_applied_total", "region")) == {"apac"}
         by_region = await _metric(zone, "facet_aggregator_updates_applied_total", "region")
         assert set(by_region) == {"jp", "in"}, by_region  # the zone took both regions' updates
+        reasons = await _metric(zone, "facet_aggregator_zone_forwarded_total", "reason")
+        assert set(reasons) == {"waited"}, reasons
         async with httpx.AsyncClient() as client:
             status = (await client.get(zone.url("/v1/status"), timeout=5)).json()
         assert status["zone"] == "apac" and status["forwarded"] >= 2 and status["global_version"] >= 1

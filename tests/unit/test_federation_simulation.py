@@ -142,3 +142,15 @@ def test_a_zone_tier_sends_one_update_per_zone_step_across_its_boundary(setup: F
     assert run.trace.final["overall"]["ndcg10"] > 0
     with pytest.raises(ValueError, match="no zone"):
         run_hierarchical(setup, ZoneMap.parse("europe:eu"), policy, time_budget=24.0, eval_every=100.0)
+
+
+def test_a_zone_that_waited_long_enough_steps_what_it_holds(setup: FederationSetup) -> None:
+    """eu reports every 8 units into a zone of its own whose buffer of 2 it fills every 16: with a wait
+    bound of 3, each of its updates goes out alone 3 units after it arrives (at 11 and 19; the third,
+    at 24, would wait until 27, past the budget)."""
+    policy = AggregationPolicy(mode="fedbuff", buffer_size=2, max_staleness=1000, max_update_norm=1e6)
+    zones = ZoneMap.parse("asia-americas:us,jp;europe:eu")
+    unbounded = run_hierarchical(setup, zones, policy, time_budget=24.0, eval_every=100.0)
+    bounded = run_hierarchical(setup, zones, policy, time_budget=24.0, eval_every=100.0, zone_max_wait=3.0)
+    assert unbounded.forwarded_updates == 12 + 1
+    assert bounded.forwarded_updates == 12 + 2  # us and jp fill their buffer at once; eu goes out alone

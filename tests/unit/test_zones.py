@@ -82,3 +82,15 @@ def test_the_global_aggregator_treats_a_zone_like_a_trainer_and_applies_it_once(
     assert world.handle(forwarded).reason == "duplicate"  # re-sent after a crash: never applied twice
     assert world.region_label(forwarded) == "apac"
     assert world.handle(forwarded.model_copy(update={"region": "emea"})).reason == "bad_signature"
+
+
+def test_a_partly_filled_zone_buffer_can_be_stepped_and_forwarded() -> None:
+    tier = _tier(buffer_size=3)
+    tier.follow((1, 2))
+    assert tier.flush() is None  # nothing buffered: nothing to forward
+    outcome, forwarded = tier.handle(_update("jp", torch.ones(SHAPE), 12, base=2, uid="a"))
+    assert outcome.status == "buffered" and forwarded is None
+    forwarded = tier.flush()  # the zone's oldest update waited too long
+    assert forwarded is not None and forwarded.num_samples == 12 and forwarded.base_version == 2
+    assert torch.allclose(decode_delta(forwarded.payload)["w"], torch.ones(SHAPE))
+    assert forwarded.update_id == forwarded_update_id("apac", ["a"]) and tier.aggregator.buffer_fill == 0

@@ -261,22 +261,25 @@ class HierarchyRun:
 
 def run_hierarchical(setup: FederationSetup, zones: ZoneMap, policy: AggregationPolicy, time_budget: float,
                      eval_every: float, tick: Callable[[], None] = lambda: None,
-                     zone_buffer: int | None = None) -> HierarchyRun:
+                     zone_buffer: int | None = None, zone_max_wait: float | None = None) -> HierarchyRun:
     """Regions train against the newest global model as in :func:`run_async`; their updates go to their
     zone's :class:`ZoneAggregator` (``zone_buffer`` updates a step, default the policy's buffer: whoever
-    arrives, as in flat FedBuff), and each zone step's forwarded update to the global aggregator, which
-    steps on every zone update (buffer 1)."""
+    arrives, as in flat FedBuff; a partly filled buffer is stepped once its oldest update has waited
+    ``zone_max_wait``, as the zone service's ``zone_max_wait_s`` does), and each zone step's forwarded
+    update to the global aggregator, which steps on every zone update (buffer 1)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(setup.seed)
-        return _hierarchical(setup, zones, policy, time_budget, eval_every, tick, zone_buffer or policy.buffer_size)
+        return _hierarchical(setup, zones, policy, time_budget, eval_every, tick, zone_buffer or policy.buffer_size,
+                             zone_max_wait)
 
 
 def _hierarchical(setup: FederationSetup, zones: ZoneMap, policy: AggregationPolicy, time_budget: float,
-                  eval_every: float, tick: Callable[[], None], zone_buffer: int) -> HierarchyRun:
+                  eval_every: float, tick: Callable[[], None], zone_buffer: int,
+                  zone_max_wait: float | None) -> HierarchyRun:
     global_policy = policy.model_copy(update={"buffer_size": 1})
     aggregator = _aggregator(setup, global_policy)
     aggregator.trainer_keys.update({zone_trainer_id(z): KEY for z in zones.zones})
-    tiers = {}
+    tiers: dict[str, ZoneAggregator] = {}
     for zone, members in zones.zones.items():
         state = AggregatorState(parameters={k: torch.zeros_like(v) for k, v in aggregator.state.parameters.items()})
         tiers[zone] = ZoneAggregator(zone, state, policy.model_copy(update={"buffer_size": zone_buffer}),
@@ -285,11 +288,15 @@ def _hierarchical(setup: FederationSetup, zones: ZoneMap, policy: AggregationPol
     unzoned = [r for r in setup.regions if zones.zone_of(r) is None]
     if unzoned:
         raise ValueError(f"regions in no zone: {unzoned}")
+    zone_names = list(tiers)
     regions = [_Region(r, setup, i) for i, r in enumerate(setup.regions)]
     trace = Trace("hierarchical")
     cross_bytes = forwarded_updates = 0
     fetched: set[tuple[str, int]] = set()
-    pending: list[tuple[float, int, ModelUpdate]] = []
+    #: (time, event, update): event ≥ 0 is a region's update arriving, −1 − z zone z's wait running out.
+    pending: list[tuple[float, int, ModelUpdate | None]] = []
+    #: When each zone's wait runs out, counted from its buffer's oldest update (absent: empty buffer).
+    deadlines: dict[str, float] = {}
     started = time.perf_counter()
 
     def start_round(index: int, at: float) -> None:
@@ -298,28 +305,45 @@ def _hierarchical(setup: FederationSetup, zones: ZoneMap, policy: AggregationPol
         update = region.local_round(aggregator.state.parameters, aggregator.state.version)
         heapq.heappush(pending, (at + region.round_time, index, update))
 
+    def cross(forwarded: ModelUpdate) -> None:
+        nonlocal cross_bytes, forwarded_updates
+        cross_bytes += len(forwarded.payload)
+        forwarded_updates += 1
+        trace.bytes_sent += len(forwarded.payload)
+        applied = aggregator.handle(forwarded)
+        if applied.status == "rejected":
+            raise RuntimeError(f"global aggregator rejected a zone update: {applied}")
+
     for index in range(len(regions)):
         start_round(index, 0.0)
     next_eval = eval_every
     while pending:
-        finish, index, update = heapq.heappop(pending)
-        if finish > time_budget:
+        now, event, update = heapq.heappop(pending)
+        if now > time_budget:
             break
-        next_eval = _evaluate_until(finish, next_eval, eval_every, aggregator, setup, trace, tick)
+        next_eval = _evaluate_until(now, next_eval, eval_every, aggregator, setup, trace, tick)
+        if update is None:  # a zone's wait ran out: step what it holds, if it still waits since then
+            zone = zone_names[-1 - event]
+            if deadlines.get(zone) == now:  # not a stale deadline of a buffer stepped meanwhile
+                del deadlines[zone]
+                forwarded = tiers[zone].flush()
+                if forwarded is not None:
+                    cross(forwarded)
+            continue
         trace.updates += 1
-        tier = tiers[zones.zone_of(regions[index].name) or ""]
+        zone = zones.zone_of(regions[event].name) or ""
+        tier = tiers[zone]
         tier.follow((0, aggregator.state.version))
         outcome, forwarded = tier.handle(update)
         if outcome.status == "rejected":
             raise RuntimeError(f"zone rejected an honest update: {outcome}")
         if forwarded is not None:
-            cross_bytes += len(forwarded.payload)
-            forwarded_updates += 1
-            trace.bytes_sent += len(forwarded.payload)
-            applied = aggregator.handle(forwarded)
-            if applied.status == "rejected":
-                raise RuntimeError(f"global aggregator rejected a zone update: {applied}")
-        start_round(index, finish)
+            deadlines.pop(zone, None)
+            cross(forwarded)
+        elif zone not in deadlines and zone_max_wait is not None:
+            deadlines[zone] = now + zone_max_wait
+            heapq.heappush(pending, (deadlines[zone], -1 - zone_names.index(zone), None))
+        start_round(event, now)
     trace.compute_seconds = time.perf_counter() - started
     trace.final = evaluate(_model_from(aggregator.state.parameters, setup.config), setup)
     return HierarchyRun(trace, cross_bytes, forwarded_updates, len(fetched))
@@ -401,12 +425,15 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
         hierarchy: dict[str, Any] | None = None
         if zones is not None:
             progress.update(task, description="hierarchical FedBuff (zone tier)")
+            # A zone waits at most one pacing period (a trainer's update interval) before stepping what
+            # it holds; compute-bound, only full buffers are stepped.
             run = run_hierarchical(setup, zones, policies["fedbuff"], budget, eval_every,
-                                   lambda: progress.advance(task))
+                                   lambda: progress.advance(task), zone_max_wait=setup.min_round_time or None)
             traces["hierarchical_fedbuff"] = run.trace
             flat = traces["fedbuff"]
             hierarchy = {
                 "zones": {z: list(r) for z, r in zones.zones.items()},
+                "zone_max_wait": setup.min_round_time or None,
                 "measures": "update bytes crossing zone boundaries: the global aggregator sits in no zone, so "
                             "every flat update crosses and only the zones' forwarded updates do",
                 "flat_cross_zone_bytes": flat.bytes_sent, "hierarchical_cross_zone_bytes": run.cross_zone_bytes,

@@ -90,6 +90,13 @@ class ZoneAggregator:
             return outcome, None
         return outcome, self._forward()
 
+    def flush(self) -> ModelUpdate | None:
+        """Step over whatever is buffered (a zone whose buffer has waited too long); the update to forward,
+        or None when nothing was buffered or every buffered update was refused at the step."""
+        if self.aggregator.flush() is None:
+            return None
+        return self._forward()
+
     def _forward(self) -> ModelUpdate:
         state = self.state
         contributors = list(state.pending_contributors)
