@@ -42,6 +42,8 @@ from facet.model.training import candidates_seen_in
 from rich.progress import Progress
 
 KEY = b"bench-key"
+#: A zone's wait bound in pacing periods: the zone service's 30 s over the trainers' 10 s between updates.
+ZONE_WAIT_PERIODS = 3
 
 
 @dataclass
@@ -425,15 +427,17 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
         hierarchy: dict[str, Any] | None = None
         if zones is not None:
             progress.update(task, description="hierarchical FedBuff (zone tier)")
-            # A zone waits at most one pacing period (a trainer's update interval) before stepping what
-            # it holds; compute-bound, only full buffers are stepped.
+            # A zone waits at most three pacing periods before stepping what it holds, as the services'
+            # defaults do (zone_max_wait_s 30 s, trainers sending every 10 s); compute-bound, only full
+            # buffers are stepped.
+            zone_max_wait = ZONE_WAIT_PERIODS * setup.min_round_time or None
             run = run_hierarchical(setup, zones, policies["fedbuff"], budget, eval_every,
-                                   lambda: progress.advance(task), zone_max_wait=setup.min_round_time or None)
+                                   lambda: progress.advance(task), zone_max_wait=zone_max_wait)
             traces["hierarchical_fedbuff"] = run.trace
             flat = traces["fedbuff"]
             hierarchy = {
                 "zones": {z: list(r) for z, r in zones.zones.items()},
-                "zone_max_wait": setup.min_round_time or None,
+                "zone_max_wait": zone_max_wait,
                 "measures": "update bytes crossing zone boundaries: the global aggregator sits in no zone, so "
                             "every flat update crosses and only the zones' forwarded updates do",
                 "flat_cross_zone_bytes": flat.bytes_sent, "hierarchical_cross_zone_bytes": run.cross_zone_bytes,
