@@ -153,6 +153,11 @@ class TrainerService:
                 self.log.info("rebased", epoch=model.epoch, version=model.version)
 
     @property
+    def signing_key(self) -> bytes:
+        """The trainer's HMAC key for everything it sends (empty: unsigned, which the aggregator refuses)."""
+        return self.settings.signing_key.get_secret_value().encode() if self.settings.signing_key else b""
+
+    @property
     def deltas_topic(self) -> str:
         zone = self.settings.zone
         return self.topics.updates if zone is None else self.topics.zone_updates_topic(zone)
@@ -336,12 +341,11 @@ class TrainerService:
             prepared = await asyncio.to_thread(self.learner.prepare_update)
         statistics: InterestCounts | None = None
         if prepared is not None:
-            key = self.settings.signing_key.get_secret_value().encode() if self.settings.signing_key else b""
             # Through a zone tier, deltas are averaged before the global aggregator sees them: releases go
             # to it alone instead (below).
             statistics = self.pending_releases[0] if self.pending_releases and self.settings.zone is None \
                 else None
-            update = prepared.signed(key, trainer_id=self.settings.trainer_id or "", region=self.region,
+            update = prepared.signed(self.signing_key, trainer_id=self.settings.trainer_id or "", region=self.region,
                                      statistics=statistics)
             await self.producer.send_and_wait(self.deltas_topic, wire.encode(update),
                                               key=self.region.encode(), headers=wire.schema_headers(ModelUpdate))
@@ -373,12 +377,10 @@ class TrainerService:
                 if self.consumed.get(partition) == covered[partition]:
                     del self.consumed[partition]
 
-
     async def _send_release_only(self, statistics: InterestCounts) -> None:
         """A release with no delta (``num_samples`` 0): nothing was trained since the last update, and the
         counts must not wait for shoppers to return (nor be dropped when more windows close meanwhile)."""
-        key = self.settings.signing_key.get_secret_value().encode() if self.settings.signing_key else b""
-        update = signed_update(key, trainer_id=self.settings.trainer_id or "", region=self.region,
+        update = signed_update(self.signing_key, trainer_id=self.settings.trainer_id or "", region=self.region,
                                base_version=self.learner.base_version or 0, num_samples=0,
                                codec=self.learner.codec.name, payload=b"", statistics=statistics)
         await self.producer.send_and_wait(self.topics.updates, wire.encode(update), key=self.region.encode(),
