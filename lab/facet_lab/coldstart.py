@@ -21,7 +21,7 @@ import numpy as np
 from facet.evaluation.datasets import DatasetName, load_events
 from facet.evaluation.launches import LaunchSplit, launch_split
 from facet.evaluation.metrics import hit_rate, ndcg, summarize, target_ranks
-from facet.evaluation.scoring import SCORE_BATCH, Scorer, train_on
+from facet.evaluation.scoring import SCORE_BATCH, Scorer, policy_target_ranks, train_on
 from facet.evaluation.split import TestCase
 from facet.model.coldstart import ColdStartPolicy, cold_lift, launch_trend, prepare_cold_items
 from facet.model.network import ModelConfig, SequenceRecommender
@@ -40,14 +40,23 @@ TEST_SHARE: dict[DatasetName, float] = {DatasetName.SYNTHETIC: 0.2, DatasetName.
 OFFSETS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
 TREND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
 NEIGHBOURS = (0, 20)
+#: Launch slots are searched with neighbour rows, the milder offsets and trends, and these margins.
+SLOTS = (1, 2, 3)
+SLOT_MARGINS = (1.0, 2.0, 4.0)
+SLOT_OFFSETS = (0.0, 0.5, 1.0)
+SLOT_TREND_WEIGHTS = (0.5, 1.0, 2.0)
 #: Validation cases scored per policy (a seeded sample keeps the search to a few minutes).
 MAX_VALIDATION_CASES = 6_000
 Policies = list[ColdStartPolicy]
 
 
 def policy_grid() -> Policies:
-    return [ColdStartPolicy(neighbours=n, cold_offset=o, trend_weight=w)
-            for n, o, w in itertools.product(NEIGHBOURS, OFFSETS, TREND_WEIGHTS)]
+    plain = [ColdStartPolicy(neighbours=n, cold_offset=o, trend_weight=w)
+             for n, o, w in itertools.product(NEIGHBOURS, OFFSETS, TREND_WEIGHTS)]
+    slotted = [ColdStartPolicy(neighbours=max(NEIGHBOURS), cold_offset=o, trend_weight=w, launch_slots=s,
+                               launch_slot_margin=m)
+               for o, w, s, m in itertools.product(SLOT_OFFSETS, SLOT_TREND_WEIGHTS, SLOTS, SLOT_MARGINS)]
+    return plain + slotted
 
 
 def policy_ranks(model: SequenceRecommender, launch: LaunchSplit, cases: Sequence[TestCase],
@@ -69,7 +78,8 @@ def policy_ranks(model: SequenceRecommender, launch: LaunchSplit, cases: Sequenc
             base = model_ready.rank(histories, regions).numpy()
             for policy in (p for p in policies if p.neighbours == neighbours):
                 scores = base + cold_lift(launch.new_items, policy, trend)
-                ranks[policy].append(target_ranks(scores, targets[start : start + SCORE_BATCH]))
+                ranks[policy].append(policy_target_ranks(scores, launch.new_items, policy,
+                                                         targets[start : start + SCORE_BATCH]))
     return {policy: np.concatenate(parts) if parts else np.zeros(0) for policy, parts in ranks.items()}
 
 
@@ -123,16 +133,19 @@ def run_cold_start_eval(dataset: str, json_path: Path, *, epochs: int | None, se
         model, seconds = train_on(launch.split, list(launch.split.train), config, epochs, seed)
     cold_cases = launch.cold_cases
     sets = {"cold": cold_cases, "warm": launch.warm_sample(len(cold_cases), seed), "overall": launch.split.tests}
-    curve = [ColdStartPolicy(neighbours=policy.neighbours, cold_offset=o, trend_weight=policy.trend_weight)
-             for o in OFFSETS]
-    scored = {ColdStartPolicy.off(), policy, *curve}
+    # The test period's own trade-offs around the chosen policy (reported, never used for the choice).
+    curve = [policy.model_copy(update={"cold_offset": o}) for o in OFFSETS]
+    slot_curve = [policy.model_copy(update={"launch_slots": n}) for n in (0, *SLOTS)]
+    scored = {ColdStartPolicy.off(), policy, *curve, *slot_curve}
     results: dict[str, dict[str, Any]] = {"model": {}, "model_without_coldstart": {}, "baselines": {}}
     test_curve: dict[str, list[dict[str, Any]]] = {}
+    test_slot_curve: dict[str, list[dict[str, Any]]] = {}
     for label, cases in sets.items():
         ranks = policy_ranks(model, launch, cases, sorted(scored, key=lambda p: p.model_dump_json()))
         results["model"][label] = summarize(ranks[policy])
         results["model_without_coldstart"][label] = summarize(ranks[ColdStartPolicy.off()])
         test_curve[label] = [{"cold_offset": p.cold_offset, **summarize(ranks[p])} for p in curve]
+        test_slot_curve[label] = [{"launch_slots": p.launch_slots, **summarize(ranks[p])} for p in slot_curve]
         for baseline, build in COLD_START_BASELINES.items():
             results["baselines"].setdefault(baseline, {})[label] = summarize(baseline_ranks(build(launch), cases))
     best_baseline = max(results["baselines"], key=lambda b: results["baselines"][b]["cold"]["hr10"])
@@ -151,6 +164,7 @@ def run_cold_start_eval(dataset: str, json_path: Path, *, epochs: int | None, se
         "policy": policy.model_dump(),
     }
     payload = write_result(json_path, summary, results=results, test_offset_curve=test_curve,
+                           test_slot_curve=test_slot_curve,
                            validation={"cases": len(val_cases), "budget": budget, "grid": val_table,
                                        "training_seconds": val_seconds},
                            data={"test_steps": len(launch.split.tests), "launched_items": int(launch.new_items.sum()),

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from facet.contracts import BehaviourEvent, EventType, ItemAttributes
-from facet.model.coldstart import ColdReadyModel, ColdStartPolicy, prepare_cold_items, untrained_items
+from facet.model.coldstart import (
+    ColdReadyModel,
+    ColdStartPolicy,
+    prepare_cold_items,
+    top_k_with_launch_slots,
+    untrained_items,
+)
 from facet.model.features import ItemCatalogue
 from facet.model.histories import ShopperHistories
 from facet.model.network import ModelConfig, SequenceRecommender
@@ -117,9 +123,8 @@ class RegionalState:
         serving = self.current()
         if serving is None or item >= serving.items:
             return
-        scores = self._scores(serving, history)
-        rank = int((scores > scores[item]).sum())
-        gain = 1.0 / math.log2(rank + 2) if rank < 10 else 0.0
+        top = self._top_k(serving, self._scores(serving, history), 10).tolist()
+        gain = 1.0 / math.log2(top.index(item) + 2) if item in top else 0.0
         # Exponential moving average over roughly the last 200 evaluations.
         self.online_ndcg10 = gain if self.online_ndcg10 is None else 0.995 * self.online_ndcg10 + 0.005 * gain
 
@@ -138,6 +143,10 @@ class RegionalState:
 
     def _scores(self, serving: ServingModel, history: list[int]) -> torch.Tensor:
         return serving.ready.rank([history], [self.region_bucket], self.recent_steps(serving.items))[0]
+
+    def _top_k(self, serving: ServingModel, scores: torch.Tensor, k: int) -> torch.Tensor:
+        """The top k item indices as served: by score, with the cold-start policy's launch slots."""
+        return top_k_with_launch_slots(scores[None], serving.ready.cold, serving.ready.policy, k)[0]
 
     # ---- the model ------------------------------------------------------------------------------
     def load_model(self, parameters: dict[str, torch.Tensor], version: int) -> None:
@@ -179,10 +188,10 @@ class RegionalState:
             strategy = "cold_start" if not history else "sequence+trend"
         if exclude:
             scores[list(exclude)] = -torch.inf
-        top = torch.topk(scores, min(k, items))
+        top = self._top_k(serving, scores, k)
         ranked = [
             (self.catalogue.item_ids[i], float(s))
-            for i, s in zip(top.indices.tolist(), top.values.tolist(), strict=True)
+            for i, s in zip(top.tolist(), scores[top].tolist(), strict=True)
             if math.isfinite(s)
         ]
         return serving, ranked, strategy

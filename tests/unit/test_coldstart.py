@@ -15,6 +15,7 @@ from facet.model.coldstart import (
     adjust_cold_scores,
     attribute_neighbours,
     prepare_cold_items,
+    top_k_with_launch_slots,
     untrained_items,
 )
 from facet.model.examples import make_windows
@@ -144,3 +145,33 @@ def test_launch_split_makes_items_first_seen_after_the_cutoff_new() -> None:
     # step in its region (e's is in eu); at 6 h, b's region has seen a's.
     counts = launch.recent_interactions([cases[("a", "launch")], cases[("b", "old-2")]])
     assert counts[0, index["launch"]] == 0 and counts[1, index["launch"]] == 1
+
+
+def _slots(launch_slots: int, margin: float = 100.0) -> ColdStartPolicy:
+    return ColdStartPolicy(launch_slots=launch_slots, launch_slot_margin=margin)
+
+
+def test_launch_slots_put_the_best_launches_at_the_bottom_of_the_top_k() -> None:
+    # Items 0-5 warm (scores 10 down to 5), items 6-8 new (scores 4, 3, 0.5).
+    scores = torch.tensor([[10.0, 9, 8, 7, 6, 5, 4, 3, 0.5]])
+    cold = torch.tensor([False] * 6 + [True] * 3)
+    assert top_k_with_launch_slots(scores, cold, ColdStartPolicy(), 4).tolist() == [[0, 1, 2, 3]]  # no slots
+    assert top_k_with_launch_slots(scores, cold, _slots(2), 4).tolist() == [[0, 1, 6, 7]]
+    # The margin keeps a launch scored far below the k-th item (7) out: only item 6 (4 ≥ 7 - 3.5) qualifies.
+    assert top_k_with_launch_slots(scores, cold, _slots(2, margin=3.5), 4).tolist() == [[0, 1, 2, 6]]
+    assert top_k_with_launch_slots(scores, cold, _slots(2, margin=0.5), 4).tolist() == [[0, 1, 2, 3]]
+
+
+def test_launches_already_in_the_top_k_fill_slots_and_keep_their_place() -> None:
+    scores = torch.tensor([[10.0, 9, 8, 7, 6], [10.0, 9, 8, 7, 6]])
+    cold = torch.tensor([False, True, False, False, True])
+    # Row by row the same: item 1 is new and second; one slot is already filled, so nothing moves.
+    assert top_k_with_launch_slots(scores, cold, _slots(1), 3).tolist() == [[0, 1, 2], [0, 1, 2]]
+    # Two slots: the other launch (item 4) takes the last place, item 2 (warm) leaves.
+    assert top_k_with_launch_slots(scores, cold, _slots(2), 3).tolist() == [[0, 1, 4], [0, 1, 4]]
+
+
+def test_an_excluded_launch_never_takes_a_slot() -> None:
+    scores = torch.tensor([[5.0, 4, 3, -torch.inf]])
+    cold = torch.tensor([False, False, False, True])
+    assert top_k_with_launch_slots(scores, cold, _slots(1), 2).tolist() == [[0, 1]]

@@ -17,10 +17,10 @@ def test_launched_items_are_bucketed_by_events_seen_and_compared_with_warm_items
     steps = tracker.take_pending(catalogue_size=2)
     assert len(steps) == 42 and not tracker.pending
 
-    def rank(histories: object, region: str) -> np.ndarray:
-        return np.tile(np.arange(20, 0, -1, dtype=float), (len(histories), 1))  # type: ignore[arg-type]
+    def rank(histories: object, region: str, targets: np.ndarray) -> np.ndarray:
+        return targets.astype(float)  # item i ranks i-th: items 0 and 1 are in the top 10
 
-    # Item 0 scores highest, item 1 second: both in the top 10, so steps to them are hits...
+    # Item 0 ranks first, item 1 second: both in the top 10, so steps to them are hits...
     tracker.score(steps, rank)
     summary = tracker.summary()
     assert summary["launched_items"] == 1 and summary["hr10_warm"] == 1.0 and summary["hr10_launched"] == 1.0
@@ -40,13 +40,13 @@ def test_a_launch_counts_as_warm_from_the_first_bucket_that_matches_warm_items()
     steps = tracker.take_pending(catalogue_size=6)
     seen_before = {id(s): s.events_before for s in steps}
 
-    def rank(histories: object, region: str) -> np.ndarray:
-        return np.zeros((len(histories), 30))  # type: ignore[arg-type]
+    def rank(histories: object, region: str, targets: np.ndarray) -> np.ndarray:
+        return np.full(len(targets), 14.5)  # a miss
 
-    # Scores tie everywhere, so every target ranks 14.5: a miss; make the launch a hit once seen 20 times.
+    # Every launch step a miss until the launch was seen 20 times, a hit from then on (as are warm steps).
     tracker.score([s for s in steps if s.launched and seen_before[id(s)] < 20], rank)
     tracker.score([s for s in steps if not s.launched or seen_before[id(s)] >= 20],
-                  lambda h, r: np.tile(np.arange(30, 0, -1, dtype=float), (len(h), 1)))  # type: ignore[arg-type]
+                  lambda h, r, targets: np.zeros(len(targets)))
     summary = tracker.summary()
     assert summary["hr10_warm"] == 1.0
     assert summary["events_to_warm"] == 20.0

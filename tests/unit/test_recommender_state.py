@@ -125,3 +125,31 @@ def test_items_the_model_never_trained_get_the_cold_start_policy(state: Regional
                                      shopper_id=f"fan-{k}", session_id="s", item_id=item_id,
                                      event_type=EventType.VIEW))
     assert float(state._scores(state.current(), history)[position]) > before  # type: ignore[arg-type]
+
+
+def test_a_launch_slot_serves_an_announced_item_at_the_bottom_of_the_list() -> None:
+    from facet.model.coldstart import ColdStartPolicy
+
+    def served(policy: ColdStartPolicy) -> list[str]:
+        regional = RegionalState(TINY_MODEL, "eu", max_shoppers=50, max_purchases=10, max_items=10_000,
+                                 trend_half_life=500, cold_start=policy)
+        for event in JewelryWorkload(WorkloadConfig(sessions=300, seed=4, regions=("eu",))).events():
+            regional.observe(event)
+        used = set(regional.catalogue.arrays()[0].tolist())
+        launch = next(f"launch-{k}" for k in range(10_000) if regional.space.item_bucket(f"launch-{k}") not in used)
+        parameters = new_model(TINY_MODEL, seed=1).state_dict()
+        parameters["item_id.weight"] = torch.randn_like(parameters["item_id.weight"])
+        parameters["item_id.weight"][regional.space.item_bucket(launch)] = 0  # never trained: a launch
+        regional.load_model(parameters, version=3)
+        regional.announce_item(launch, ItemAttributes(category="ring", metal="platinum"), 900.0, "EUR")
+        history = regional.histories.items_of(next(iter(regional.storefronts)))
+        _serving, ranked, _strategy = regional.recommend(history, 5, set(), trend_weight=0.0)
+        return ["launch" if item.startswith("launch-") else item for item, _score in ranked]
+
+    torch.manual_seed(0)
+    without = served(ColdStartPolicy(cold_offset=-20.0, trend_weight=0.0))  # the launch ranked last
+    torch.manual_seed(0)
+    with_slot = served(ColdStartPolicy(cold_offset=-20.0, trend_weight=0.0, launch_slots=1,
+                                          launch_slot_margin=100.0))
+    assert "launch" not in without
+    assert with_slot[:4] == without[:4] and with_slot[4] == "launch"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from facet.evaluation.metrics import K, target_ranks
+from facet.evaluation.metrics import K
 
 #: Buckets of "events of the item sent before this step" and "seconds since its first event".
 EVENT_EDGES = (0, 1, 5, 20, 50)
@@ -23,7 +23,8 @@ SECOND_EDGES = (0, 30, 60, 120, 300)
 MIN_CASES = 10
 
 #: (histories, region) → scores [len(histories), N].
-RankFunction = Callable[[Sequence[Sequence[int]], str], np.ndarray]
+#: (histories, region, targets) → each target's 0-based rank as served.
+RankFunction = Callable[[Sequence[Sequence[int]], str, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ class LaunchTracker:
         for step in steps:
             by_region.setdefault(step.region, []).append(step)
         for region, group in by_region.items():
-            ranks = target_ranks(rank([s.history for s in group], region), np.asarray([s.target for s in group]))
+            ranks = rank([s.history for s in group], region, np.asarray([s.target for s in group]))
             for step, position in zip(group, ranks.tolist(), strict=True):
                 self.scored.append((step.launched, step.events_before, step.seconds_since_first, position < K))
 

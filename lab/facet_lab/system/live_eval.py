@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from facet.contracts import BehaviourEvent
 from facet.evaluation.metrics import ndcg, target_ranks
+from facet.evaluation.scoring import policy_target_ranks
 from facet.model.coldstart import ColdStartPolicy, prepare_cold_items, untrained_items
 from facet.model.examples import make_windows
 from facet.model.features import ItemCatalogue
@@ -100,8 +101,9 @@ class LiveEvaluator:
         items = snapshot.items
         ready = prepare_cold_items(model, items, untrained_items(model, items[0]), self.cold_start)
 
-        def rank(histories: Sequence[Sequence[int]], region: str) -> np.ndarray:
-            return ready.rank(histories, [self.space.region_bucket(region)] * len(histories)).numpy()
+        def rank(histories: Sequence[Sequence[int]], region: str, targets: np.ndarray) -> np.ndarray:
+            scores = ready.rank(histories, [self.space.region_bucket(region)] * len(histories)).numpy()
+            return policy_target_ranks(scores, ready.cold.numpy(), ready.policy, targets)
 
         if score_launches:  # the served model's launch steps, each scored once
             self.launches.score(snapshot.launch_steps, rank)
@@ -111,9 +113,8 @@ class LiveEvaluator:
                 continue
             histories = [c[0] for c in cases]
             targets = np.asarray([c[1] for c in cases])
-            scores = rank(histories, region)
             results[region] = {
-                "ndcg10": ndcg(target_ranks(scores, targets)),
+                "ndcg10": ndcg(rank(histories, region, targets)),
                 "ndcg10_popularity": ndcg(target_ranks(_rows(snapshot.global_popularity, len(cases)), targets)),
                 "ndcg10_regional_popularity": ndcg(target_ranks(
                     _rows(snapshot.popularity.get(region, np.zeros(snapshot.size)), len(cases)), targets)),

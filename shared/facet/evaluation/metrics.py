@@ -15,6 +15,13 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return greater + ties / 2.0
 
 
+def list_ranks(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """0-based position of each row's target in its ranked list ([B, k] item indices); k when it is not
+    in the list (a miss at that cut-off: only metrics at k or less can be read from these ranks)."""
+    found = ranked == targets[:, None]
+    return np.where(found.any(axis=1), found.argmax(axis=1), ranked.shape[1]).astype(np.float64)
+
+
 def hit_rate(ranks: np.ndarray, k: int = K) -> float:
     return float((ranks < k).mean()) if len(ranks) else float("nan")
 

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from facet.evaluation.metrics import summarize, target_ranks
+from facet.evaluation.metrics import K, list_ranks, summarize, target_ranks
 from facet.evaluation.split import Split, TestCase
+from facet.model.coldstart import ColdStartPolicy, top_k_with_launch_slots
 from facet.model.examples import make_windows
 from facet.model.network import ModelConfig, SequenceRecommender, new_model
 from facet.model.training import catalogue_tensors, train_epochs
@@ -29,6 +30,17 @@ def ranks_for(scorer: Scorer, cases: Sequence[TestCase]) -> np.ndarray:
         for i in range(0, len(cases), SCORE_BATCH)
     ]
     return np.concatenate(ranks) if ranks else np.zeros(0)
+
+
+def policy_target_ranks(scores: np.ndarray, cold: np.ndarray, policy: ColdStartPolicy, targets: np.ndarray
+                        ) -> np.ndarray:
+    """Each row's target rank as the recommender would serve it: by score, or, when ``policy`` reserves
+    launch slots, its position in the top K with those slots (K when it is not there; metrics at K)."""
+    if not policy.launch_slots:
+        return target_ranks(scores, targets)
+    ranked = top_k_with_launch_slots(torch.from_numpy(scores), torch.from_numpy(np.asarray(cold, dtype=bool)),
+                                     policy, K)
+    return list_ranks(ranked.numpy(), targets)
 
 
 def sliced_metrics(cases: Sequence[TestCase], ranks: np.ndarray) -> dict[str, Any]:

@@ -11,7 +11,13 @@ the regional recommender:
   items whose scores the training has pushed up;
 - **a launch trend**: new items gain ``trend_weight ×`` how much more they were stepped to in the region
   recently than the average warm item (:func:`launch_trend`), so a launch that shoppers take to rises
-  before the next model version has learned it.
+  before the next model version has learned it;
+- **launch slots** (:func:`top_k_with_launch_slots`): the top K holds at least ``launch_slots`` new items,
+  each the shopper's best-scored launch, at the bottom of the list, as long as its score is within
+  ``launch_slot_margin`` of the K-th item's. Unlike the offset, which lifts every launch above warm
+  pieces at every position, a slot only ever displaces the last warm pieces of the list, so its cost
+  to warm quality is bounded by the hits at those positions; the margin keeps launches the shopper's
+  own history scores far below out of it.
 
 ``facet eval --cold-start`` chooses the policy on a validation split inside the training period (the
 most launch exposure whose cost to overall NDCG@10 stays inside a budget) and measures it on the test
@@ -48,11 +54,15 @@ class ColdStartPolicy(BaseModel):
     neighbours: int = Field(default=20, ge=0, le=1000)
     cold_offset: float = Field(default=0.5, ge=-20, le=20)
     trend_weight: float = Field(default=1.0, ge=0, le=20)
+    #: New items the top K always holds (when they score close enough to the K-th item); 0: none.
+    launch_slots: int = Field(default=0, ge=0, le=10)
+    #: How far (in score) below the K-th item a launch may be and still take a slot.
+    launch_slot_margin: float = Field(default=2.0, ge=0, le=100)
 
     @classmethod
     def off(cls) -> ColdStartPolicy:
-        """The model as trained: no neighbour rows, no offset, no trend."""
-        return cls(neighbours=0, cold_offset=0.0, trend_weight=0.0)
+        """The model as trained: no neighbour rows, no offset, no trend, no slots."""
+        return cls(neighbours=0, cold_offset=0.0, trend_weight=0.0, launch_slots=0)
 
 
 def attribute_neighbours(attributes: np.ndarray, cold: np.ndarray, k: int) -> np.ndarray:
@@ -178,3 +188,34 @@ def prepare_cold_items(model: SequenceRecommender, items: ItemTensors, cold: np.
     with torch.no_grad():
         vectors = ready.item_vectors(buckets, attributes)
     return ColdReadyModel(ready, (buckets, attributes), vectors, cold_tensor, policy)
+
+
+def top_k_with_launch_slots(scores: torch.Tensor, cold: torch.Tensor, policy: ColdStartPolicy, k: int
+                            ) -> torch.Tensor:
+    """int64 [B, min(k, N)]: each row's top k items, best first, holding at least ``policy.launch_slots``
+    new items where enough new items score within ``launch_slot_margin`` of the row's k-th item (never
+    one scored -inf, e.g. excluded). The list is the best ``c`` new items and the best ``k - c`` warm ones,
+    ordered by score, with ``c`` the larger of how many new items the plain top k holds and how many
+    qualify for a slot: a slotted launch scored below every item it joins, so it sits at the bottom and
+    displaces only the last warm items. Without slots (or without new items) this is ``topk``."""
+    rows, items = scores.shape
+    k = min(k, items)
+    cold = cold.to(torch.bool)
+    new_items = int(cold.sum())
+    slots = min(policy.launch_slots, k, new_items)
+    if slots == 0 or new_items == items:
+        return torch.topk(scores, k, dim=1).indices
+    top = torch.topk(scores, k, dim=1)
+    kth = top.values[:, -1:]
+    already = cold[top.indices].sum(dim=1, keepdim=True)
+    best_new = torch.topk(scores.masked_fill(~cold, -torch.inf), slots, dim=1).values
+    qualifying = (torch.isfinite(best_new) & (best_new >= kth - policy.launch_slot_margin)).sum(dim=1, keepdim=True)
+    new_quota = torch.maximum(already, qualifying)
+    order = torch.argsort(scores, dim=1, descending=True, stable=True)
+    is_new = cold[order]
+    rank_in_class = torch.where(is_new, is_new.cumsum(dim=1), (~is_new).cumsum(dim=1)) - 1
+    kept = torch.where(is_new, rank_in_class < new_quota, rank_in_class < k - new_quota)
+    positions = torch.arange(items).expand(rows, items)
+    # Kept positions first, in score order; if a class runs short, the next items by score fill the list.
+    chosen = torch.sort(torch.where(kept, positions, positions + items), dim=1).values[:, :k] % items
+    return order.gather(1, chosen)
