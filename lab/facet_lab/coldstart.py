@@ -136,14 +136,17 @@ def run_cold_start_eval(dataset: str, json_path: Path, *, epochs: int | None, se
     # The test period's own trade-offs around the chosen policy (reported, never used for the choice).
     curve = [policy.model_copy(update={"cold_offset": o}) for o in OFFSETS]
     slot_curve = [policy.model_copy(update={"launch_slots": n}) for n in (0, *SLOTS)]
-    scored = {ColdStartPolicy.off(), policy, *curve, *slot_curve}
-    results: dict[str, dict[str, Any]] = {"model": {}, "model_without_coldstart": {}, "baselines": {}}
+    default = ColdStartPolicy()  # what the recommender serves unless configured otherwise
+    scored = {ColdStartPolicy.off(), policy, default, *curve, *slot_curve}
+    results: dict[str, dict[str, Any]] = {"model": {}, "model_without_coldstart": {}, "model_default_policy": {},
+                                          "baselines": {}}
     test_curve: dict[str, list[dict[str, Any]]] = {}
     test_slot_curve: dict[str, list[dict[str, Any]]] = {}
     for label, cases in sets.items():
         ranks = policy_ranks(model, launch, cases, sorted(scored, key=lambda p: p.model_dump_json()))
         results["model"][label] = summarize(ranks[policy])
         results["model_without_coldstart"][label] = summarize(ranks[ColdStartPolicy.off()])
+        results["model_default_policy"][label] = summarize(ranks[default])
         test_curve[label] = [{"cold_offset": p.cold_offset, **summarize(ranks[p])} for p in curve]
         test_slot_curve[label] = [{"launch_slots": p.launch_slots, **summarize(ranks[p])} for p in slot_curve]
         for baseline, build in COLD_START_BASELINES.items():
@@ -162,6 +165,10 @@ def run_cold_start_eval(dataset: str, json_path: Path, *, epochs: int | None, se
         "ndcg10_overall_ratio_vs_without_coldstart": results["model"]["overall"]["ndcg10"] / max(
             results["model_without_coldstart"]["overall"]["ndcg10"], 1e-12),
         "policy": policy.model_dump(),
+        # The recommender's default policy on the same cases (fixed in advance, not chosen on this split).
+        "hr10_cold_model_default_policy": results["model_default_policy"]["cold"]["hr10"],
+        "ndcg10_overall_ratio_default_policy": results["model_default_policy"]["overall"]["ndcg10"] / max(
+            results["model_without_coldstart"]["overall"]["ndcg10"], 1e-12),
     }
     payload = write_result(json_path, summary, results=results, test_offset_curve=test_curve,
                            test_slot_curve=test_slot_curve,
@@ -180,6 +187,7 @@ def _print(console: Console, results: dict[str, Any], summary: dict[str, Any], p
     for column in ("scorer", "cold HR@10", "warm HR@10", "overall NDCG@10"):
         table.add_column(column)
     rows = {"model (cold start on)": results["model"], "model (cold start off)": results["model_without_coldstart"],
+            "model (default policy)": results["model_default_policy"],
             **{f"baseline {k}": v for k, v in results["baselines"].items()}}
     for label, metrics in rows.items():
         table.add_row(label, f"{metrics['cold']['hr10']:.4f}", f"{metrics['warm']['hr10']:.4f}",

@@ -155,7 +155,7 @@ def test_launch_slots_put_the_best_launches_at_the_bottom_of_the_top_k() -> None
     # Items 0-5 warm (scores 10 down to 5), items 6-8 new (scores 4, 3, 0.5).
     scores = torch.tensor([[10.0, 9, 8, 7, 6, 5, 4, 3, 0.5]])
     cold = torch.tensor([False] * 6 + [True] * 3)
-    assert top_k_with_launch_slots(scores, cold, ColdStartPolicy(), 4).tolist() == [[0, 1, 2, 3]]  # no slots
+    assert top_k_with_launch_slots(scores, cold, _slots(0), 4).tolist() == [[0, 1, 2, 3]]  # no slots
     assert top_k_with_launch_slots(scores, cold, _slots(2), 4).tolist() == [[0, 1, 6, 7]]
     # The margin keeps a launch scored far below the k-th item (7) out: only item 6 (4 ≥ 7 - 3.5) qualifies.
     assert top_k_with_launch_slots(scores, cold, _slots(2, margin=3.5), 4).tolist() == [[0, 1, 2, 6]]
