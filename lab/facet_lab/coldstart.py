@@ -51,7 +51,7 @@ Policies = list[ColdStartPolicy]
 
 
 def policy_grid() -> Policies:
-    plain = [ColdStartPolicy(neighbours=n, cold_offset=o, trend_weight=w)
+    plain = [ColdStartPolicy(neighbours=n, cold_offset=o, trend_weight=w, launch_slots=0)
              for n, o, w in itertools.product(NEIGHBOURS, OFFSETS, TREND_WEIGHTS)]
     slotted = [ColdStartPolicy(neighbours=max(NEIGHBOURS), cold_offset=o, trend_weight=w, launch_slots=s,
                                launch_slot_margin=m)

@@ -66,3 +66,13 @@ def test_the_chosen_policy_is_the_best_for_launches_within_the_budget() -> None:
     chosen, table = choose_policy(ranks, cold, budget=0.01)
     assert chosen == mild and len(table) == 3
     assert choose_policy({off: ranks[off], bold: ranks[bold]}, cold, budget=0.01)[0] == off
+
+
+def test_the_policy_search_includes_the_model_alone_and_slots_with_and_without_an_offset() -> None:
+    from facet_lab.coldstart import policy_grid
+
+    grid = policy_grid()
+    assert ColdStartPolicy.off() in grid  # the reference every cost is measured against
+    assert any(p.launch_slots == 0 and p.cold_offset > 0 for p in grid)
+    assert any(p.launch_slots > 0 and p.cold_offset == 0 for p in grid)
+    assert len(set(grid)) == len(grid)
