@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from facet.evaluation.datasets import DatasetName, load_events
 from facet.evaluation.launches import LaunchSplit, launch_split
 from facet.evaluation.metrics import hit_rate, ndcg, summarize, target_ranks
@@ -61,8 +62,9 @@ def policy_grid() -> Policies:
 
 def policy_ranks(model: SequenceRecommender, launch: LaunchSplit, cases: Sequence[TestCase],
                  policies: Policies) -> dict[ColdStartPolicy, np.ndarray]:
-    """Each policy's 0-based target ranks on ``cases``; the model scores once per neighbour setting and
-    the launch trend once per batch."""
+    """Each policy's 0-based target ranks on ``cases``; the model scores once per neighbour setting, the
+    launch trend once per batch, and the policies that differ only in their launch slots share one set
+    of scores and one sort."""
     items = catalogue_tensors(launch.split.catalogue)
     space = model.config.feature_space()
     targets = np.asarray([case.target for case in cases])
@@ -76,10 +78,16 @@ def policy_ranks(model: SequenceRecommender, launch: LaunchSplit, cases: Sequenc
         trend = launch_trend(launch.recent_interactions(part), launch.new_items)
         for neighbours, model_ready in ready.items():
             base = model_ready.rank(histories, regions).numpy()
+            lifts: dict[tuple[float, float], list[ColdStartPolicy]] = {}
             for policy in (p for p in policies if p.neighbours == neighbours):
-                scores = base + cold_lift(launch.new_items, policy, trend)
-                ranks[policy].append(policy_target_ranks(scores, launch.new_items, policy,
-                                                         targets[start : start + SCORE_BATCH]))
+                lifts.setdefault((policy.cold_offset, policy.trend_weight), []).append(policy)
+            for same_scores in lifts.values():
+                scores = base + cold_lift(launch.new_items, same_scores[0], trend)
+                order = (torch.argsort(torch.from_numpy(scores), dim=1, descending=True, stable=True)
+                         if any(p.launch_slots for p in same_scores) else None)
+                for policy in same_scores:
+                    ranks[policy].append(policy_target_ranks(scores, launch.new_items, policy,
+                                                             targets[start : start + SCORE_BATCH], order))
     return {policy: np.concatenate(parts) if parts else np.zeros(0) for policy, parts in ranks.items()}
 
 

@@ -22,7 +22,6 @@ SECOND_EDGES = (0, 30, 60, 120, 300)
 #: A bucket needs this many scored steps before its HR@10 counts.
 MIN_CASES = 10
 
-#: (histories, region) → scores [len(histories), N].
 #: (histories, region, targets) → each target's 0-based rank as served.
 RankFunction = Callable[[Sequence[Sequence[int]], str, np.ndarray], np.ndarray]
 

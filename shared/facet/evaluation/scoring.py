@@ -32,14 +32,15 @@ def ranks_for(scorer: Scorer, cases: Sequence[TestCase]) -> np.ndarray:
     return np.concatenate(ranks) if ranks else np.zeros(0)
 
 
-def policy_target_ranks(scores: np.ndarray, cold: np.ndarray, policy: ColdStartPolicy, targets: np.ndarray
-                        ) -> np.ndarray:
+def policy_target_ranks(scores: np.ndarray, cold: np.ndarray, policy: ColdStartPolicy, targets: np.ndarray,
+                        order: torch.Tensor | None = None) -> np.ndarray:
     """Each row's target rank as the recommender would serve it: by score, or, when ``policy`` reserves
-    launch slots, its position in the top K with those slots (K when it is not there; metrics at K)."""
+    launch slots, its position in the top K with those slots (K when it is not there; metrics at K).
+    ``order``: the scores' descending argsort, when already computed."""
     if not policy.launch_slots:
         return target_ranks(scores, targets)
     ranked = top_k_with_launch_slots(torch.from_numpy(scores), torch.from_numpy(np.asarray(cold, dtype=bool)),
-                                     policy, K)
+                                     policy, K, order)
     return list_ranks(ranked.numpy(), targets)
 
 

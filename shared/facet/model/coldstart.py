@@ -192,14 +192,17 @@ def prepare_cold_items(model: SequenceRecommender, items: ItemTensors, cold: np.
     return ColdReadyModel(ready, (buckets, attributes), vectors, cold_tensor, policy)
 
 
-def top_k_with_launch_slots(scores: torch.Tensor, cold: torch.Tensor, policy: ColdStartPolicy, k: int
-                            ) -> torch.Tensor:
+def top_k_with_launch_slots(scores: torch.Tensor, cold: torch.Tensor, policy: ColdStartPolicy, k: int,
+                            order: torch.Tensor | None = None) -> torch.Tensor:
     """int64 [B, min(k, N)]: each row's top k items, best first, holding at least ``policy.launch_slots``
     new items where enough new items score within ``launch_slot_margin`` of the row's k-th item (never
     one scored -inf, e.g. excluded). The list is the best ``c`` new items and the best ``k - c`` warm ones,
     ordered by score, with ``c`` the larger of how many new items the plain top k holds and how many
     qualify for a slot: a slotted launch scored below every item it joins, so it sits at the bottom and
-    displaces only the last warm items. Without slots (or without new items) this is ``topk``."""
+    displaces only the last warm items. Without slots (or without new items) this is ``topk``.
+
+    ``order`` is the scores' descending stable argsort, when the caller already has it (a search over
+    several slot settings for the same scores sorts once)."""
     rows, items = scores.shape
     k = min(k, items)
     cold = cold.to(torch.bool)
@@ -207,15 +210,16 @@ def top_k_with_launch_slots(scores: torch.Tensor, cold: torch.Tensor, policy: Co
     slots = min(policy.launch_slots, k, new_items)
     if slots == 0 or new_items == items:
         return torch.topk(scores, k, dim=1).indices
-    top = torch.topk(scores, k, dim=1)
-    kth = top.values[:, -1:]
-    already = cold[top.indices].sum(dim=1, keepdim=True)
-    best_new = torch.topk(scores.masked_fill(~cold, -torch.inf), slots, dim=1).values
-    qualifying = (torch.isfinite(best_new) & (best_new >= kth - policy.launch_slot_margin)).sum(dim=1, keepdim=True)
-    new_quota = torch.maximum(already, qualifying)
-    order = torch.argsort(scores, dim=1, descending=True, stable=True)
+    if order is None:
+        order = torch.argsort(scores, dim=1, descending=True, stable=True)
+    ordered = scores.gather(1, order)
     is_new = cold[order]
     rank_in_class = torch.where(is_new, is_new.cumsum(dim=1), (~is_new).cumsum(dim=1)) - 1
+    # New items already in the plain top k, and the best `slots` new items close enough to its k-th item.
+    already = is_new[:, :k].sum(dim=1, keepdim=True)
+    qualifying = (is_new & (rank_in_class < slots) & torch.isfinite(ordered)
+                  & (ordered >= ordered[:, k - 1 : k] - policy.launch_slot_margin)).sum(dim=1, keepdim=True)
+    new_quota = torch.maximum(already, qualifying)
     kept = torch.where(is_new, rank_in_class < new_quota, rank_in_class < k - new_quota)
     positions = torch.arange(items).expand(rows, items)
     # Kept positions first, in score order; if a class runs short, the next items by score fill the list.
