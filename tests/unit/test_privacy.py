@@ -70,6 +70,18 @@ def test_one_shopper_moves_the_step_by_at_most_the_clip_norm() -> None:
     assert float(torch.sqrt(sum((v ** 2).sum() for v in unclipped.values()))) > 0.05
 
 
+def test_how_shoppers_are_chunked_changes_only_the_compute() -> None:
+    """Chunks are cut from shoppers ordered by size and padded only to their own longest window; each
+    shopper's clipped gradient, and so the step, must be the same as one shopper at a time."""
+    catalogue, sequences = _catalogue_and_sequences()
+    settings = PrivacySettings(sample_rate=1.0, steps_per_period=10, clip_norm=0.05, epsilon=50,
+                               max_windows_per_shopper=1_000)
+    together = _summed_gradient(sequences, catalogue, settings.model_copy(update={"chunk_shoppers": 64}), seed=2)
+    alone = _summed_gradient(sequences, catalogue, settings.model_copy(update={"chunk_shoppers": 1}), seed=2)
+    for name in together:
+        assert torch.allclose(together[name], alone[name], atol=1e-5), name
+
+
 def test_an_update_moves_every_coordinate_so_touched_rows_do_not_show() -> None:
     catalogue, sequences = _catalogue_and_sequences(sessions=30)
     settings = PrivacySettings(sample_rate=0.5, steps_per_period=100, epsilon=8)

@@ -25,6 +25,7 @@ from torch import nn
 from facet.config import DEFAULT_REGIONS
 from facet.model.examples import PAD, Windows
 from facet.model.features import NUM_ITEM_FEATURES, FeatureSpace
+from facet.model.summed_rows import summed_rows
 
 #: A catalogue as tensors: (id buckets [N], attribute codes [N, F]).
 ItemTensors = tuple[torch.Tensor, torch.Tensor]
@@ -106,7 +107,7 @@ class SequenceRecommender(nn.Module):
 
     def item_vectors(self, buckets: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
         """[N] id buckets and [N, F] attribute codes → [N, dim] item vectors."""
-        content = self.attribute(attributes).sum(dim=1) / NUM_ITEM_FEATURES**0.5
+        content = summed_rows(self.attribute.weight, attributes) / NUM_ITEM_FEATURES**0.5
         ids = self.item_id(buckets)
         if self.training and self.config.id_dropout > 0:
             keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.config.id_dropout

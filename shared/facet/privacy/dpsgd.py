@@ -74,17 +74,19 @@ class _CompactTables:
 def _padded_by_shopper(pool: ShopperWindows, shoppers: np.ndarray, limit: int, rng: np.random.Generator
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The shoppers' windows as [S, K, L] inputs and targets and [S, K] regions, K the most any of them has
-    (at most ``limit``); missing windows are all padding and add nothing to the loss."""
+    (at most ``limit``) and L their longest window; missing windows and positions are padding and add
+    nothing to the loss. (Windows are right-padded and the encoder is causal, so cutting the columns that
+    are padding in every window changes no state.)"""
     windows, owners = pool.windows_of(shoppers, limit, rng)
     per_shopper = np.bincount(owners, minlength=len(shoppers))
     depth = max(1, int(per_shopper.max(initial=0)))
     slot = np.arange(len(owners)) - np.repeat(np.cumsum(per_shopper) - per_shopper, per_shopper)
-    length = windows.inputs.shape[1]
+    length = max(1, int((windows.targets != PAD).sum(axis=1).max(initial=0)))
     inputs = np.full((len(shoppers), depth, length), PAD, dtype=np.int64)
     targets = np.full((len(shoppers), depth, length), PAD, dtype=np.int64)
     regions = np.zeros((len(shoppers), depth), dtype=np.int64)
-    inputs[owners, slot] = windows.inputs
-    targets[owners, slot] = windows.targets
+    inputs[owners, slot] = windows.inputs[:, :length]
+    targets[owners, slot] = windows.targets[:, :length]
     regions[owners, slot] = windows.regions
     return torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(regions)
 
@@ -96,6 +98,7 @@ def private_step(model: SequenceRecommender, optimizer: torch.optim.Optimizer, i
     shoppers' data (the catalogue is public: the store's product list)."""
     model.train()
     sampled = np.flatnonzero(rng.random(pool.shoppers) < settings.sample_rate)
+    sampled = pool.by_size(sampled, settings.max_windows_per_shopper)  # chunks of alike shoppers pad little
     tables = _CompactTables(model, items, settings.frozen_parameters)
     names = tables.trained
     sums = {name: torch.zeros_like(tables.leaves[name]) for name in names}

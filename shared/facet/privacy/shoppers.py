@@ -8,7 +8,7 @@ from functools import cached_property
 
 import numpy as np
 
-from facet.model.examples import Windows, make_windows
+from facet.model.examples import PAD, Windows, make_windows
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,22 @@ class ShopperWindows:
             owners.append(np.full(len(own), position, dtype=np.int64))
         chosen = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
         return self.windows.subset(chosen), (np.concatenate(owners) if owners else chosen)
+
+    def by_size(self, shoppers: np.ndarray, limit: int) -> np.ndarray:
+        """``shoppers`` ordered by how many windows they contribute (at most ``limit``), then by their longest
+        window: chunks cut from this order pad little. Only the compute changes (each shopper's gradient is
+        their own, whichever chunk computes it), not what is sampled or clipped."""
+        starts, ends = self._bounds
+        counts = np.minimum(ends[shoppers] - starts[shoppers], limit)
+        return shoppers[np.lexsort((self._longest[shoppers], counts))]
+
+    @cached_property
+    def _longest(self) -> np.ndarray:
+        """Each shopper's longest window (predictions)."""
+        lengths = (self.windows.targets != PAD).sum(axis=1)
+        longest = np.zeros(self.shoppers, dtype=np.int64)
+        np.maximum.at(longest, self.owners, lengths)
+        return longest
 
     @cached_property
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
