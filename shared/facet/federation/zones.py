@@ -26,15 +26,11 @@ import torch
 from facet.compression.codecs import CodecSpec, ErrorFeedback
 from facet.config import ZoneMap
 from facet.contracts import ModelUpdate
+from facet.federation.identities import zone_trainer_id
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState, Outcome
 from facet.federation.updates import signed_update
 
 __all__ = ["ZoneAggregator", "ZoneMap", "forwarded_update_id", "zone_policy", "zone_trainer_id"]
-
-def zone_trainer_id(zone: str) -> str:
-    """The id a zone signs its forwarded updates with (the global aggregator binds it to the zone)."""
-    return f"zone-{zone}"
-
 
 def zone_policy(policy: AggregationPolicy) -> AggregationPolicy:
     """A zone averages; it never takes a server step of its own: learning rate 1, no decay, and sample
