@@ -107,7 +107,8 @@ class SequenceRecommender(nn.Module):
 
     def item_vectors(self, buckets: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
         """[N] id buckets and [N, F] attribute codes → [N, dim] item vectors."""
-        content = summed_rows(self.attribute.weight, attributes) / NUM_ITEM_FEATURES**0.5
+        # Scaled before the sum: the same vectors, and a backward that scales [rows, dim], not [items, dim].
+        content = summed_rows(self.attribute.weight / NUM_ITEM_FEATURES**0.5, attributes)
         ids = self.item_id(buckets)
         if self.training and self.config.id_dropout > 0:
             keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.config.id_dropout
