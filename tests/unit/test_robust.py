@@ -165,25 +165,23 @@ def test_a_short_first_update_over_few_samples_is_not_taken_for_an_outlier() -> 
     assert "trainer-br" in aggregator.guard.trainers
 
 
-def test_a_zone_is_judged_by_its_plain_norm_against_its_own_steps() -> None:
-    """A zone forwards the mean of one to a buffer's worth of updates: its lone forward is long *per sample*
-    next to its full steps (retail's lone forwards were refused as 8x outliers), not in plain norm."""
-    guard = _guard()
-    for _ in range(6):  # full steps: the mean of 4 updates of ~500 samples, norm ~1/2 of one of them
+def test_a_zone_is_bounded_by_its_configuration_not_by_the_trainers_norms() -> None:
+    """A zone forwards the mean of one to a buffer's worth of already bounded updates: its lone forward is
+    long per sample next to its full steps (retail's were refused as 8x outliers), and its plain norm follows
+    the members it holds (10x between a big market's steps and small ones'). The operator's tier is bounded
+    by its configured quota; its norms never enter the trainers' reference."""
+    guard = _guard(sample_quotas={"zone-emea": 30_000})
+    for _ in range(6):  # full steps: the mean of 4 updates of ~500 samples
         bounded = guard.bound("zone-apac", 2_000, 0.5, 1.0)
-        assert bounded.scale == 1.0
+        assert bounded.scale == 1.0 and bounded.num_samples == 2_000
         guard.record("zone-apac", bounded, 0.5, 1.0)
-    lone = guard.bound("zone-apac", 500, 1.0, 1.0)  # 8x the full steps' norm per sample
-    assert lone.scale == 1.0 and lone.clipped == ""
-    with pytest.raises(BoundRejected) as caught:
-        guard.bound("zone-apac", 2_000, 10.0, 1.0)  # 20x its own norm
-    assert caught.value.reason == "norm_outlier" and "its own median" in str(caught.value)
-    assert guard.bound("zone-apac", 2_000, 2.0, 1.0).scale == pytest.approx(3 * 0.5 / 2.0)
-    # The zone's plain norms never enter the trainers' reference (norms per sample).
+    lone = guard.bound("zone-apac", 500, 1.0, 1.0)  # 8x the full steps' norm per sample, 6x the trainers'
+    assert lone.scale == 1.0 and lone.clipped == "" and lone.referenced
+    big = guard.bound("zone-apac", 40_000, 6.0, 1.0)  # a big market's step: no own-history or default cap
+    assert big.num_samples == 40_000 and big.scale == 1.0
+    capped = guard.bound("zone-emea", 10**9, 1.0, 1.0)
+    assert capped.num_samples == 30_000 and capped.clipped == "samples_quota"
     assert guard._fleet_median("norms") == pytest.approx(1 / 502)
-
-
-def test_a_zone_without_history_of_its_own_has_no_norm_reference() -> None:
-    guard = _guard()
-    first = guard.bound("zone-emea", 300, 5.0, 1.0)  # per sample 8x the trainers': not theirs to judge
-    assert first.scale == 1.0 and not first.referenced
+    # A trainer named like no zone is judged as before.
+    with pytest.raises(BoundRejected):
+        guard.bound("trainer-us", 500, 50.0, 1.0)

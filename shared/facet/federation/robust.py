@@ -30,13 +30,15 @@ other trainers' updates in the same buffer (:func:`vet_in_buffer`: the same reje
 of their median norm and norm per sample both), and only then enters the history; alone in its buffer
 (or under FedAsync), only the quota and the policy's absolute ``max_update_norm`` apply.
 
-**Zones.** A zone tier (:mod:`facet.federation.zones`) forwards the weighted mean of anything from one
-update to a buffer's worth, with the sum of their samples: its norm per sample falls with every update
-averaged in (by about k^1.5 for k updates), so a zone's lone forward would look like an outlier next to
-its full steps, and next to other zones' (measured on retail: 8× the fleet's median, refused). The mean's
-plain norm moves far less with k (at most √k for independent deltas, never above its largest member's):
-so a zone is judged by its plain norm against *its own* recent steps, and zones are left out of the
-trainers' fleet medians. Its members were already bounded at the zone, with these same rules.
+**Zones.** A zone tier (:mod:`facet.federation.zones`) is the aggregator operator's own process, trusted
+like the aggregator (its key is the operator's): it applies every bound here to its regions' updates and
+forwards their weighted mean with the sum of their (bounded) samples. Judging that mean again would
+misjudge it: it holds anything from one member to a buffer's worth, so its norm per sample falls with
+every update averaged in (a lone small country's forward was 8× the other zones' on retail, refused), and
+its plain norm follows whichever members it holds (a zone with one big and two small markets: 10× between
+the big one's steps and the small ones'). So a zone's update is bounded only by what its operator
+configured (an entry in ``sample_quotas``, and the policy's absolute ``max_update_norm``) besides
+signatures, region binding, duplicates and staleness; it never enters the trainers' fleet medians.
 
 What this does not stop: a trainer that stays inside every bound but sends a harmful direction (a sign
 flip of an honest-sized update) counts like one honest region pulling the wrong way; `facet bench
@@ -96,7 +98,7 @@ class BoundRejected(Exception):
 @dataclass
 class _Recent:
     samples: deque[float]
-    #: Norm per (capped) sample of each accepted delta, after clipping (a zone's: its plain norm).
+    #: Norm per (capped) sample of each accepted delta, after clipping.
     norms: deque[float]
     influence: deque[float]
 
@@ -115,17 +117,14 @@ class InfluenceGuard:
             return None
         return statistics.median(statistics.median(values) for values in warm)
 
-    def _own_median_norm(self, trainer: str) -> float | None:
-        own = self.trainers.get(trainer)
-        if own is None or len(own.norms) < self.policy.own_history_warmup:
-            return None
-        return statistics.median(own.norms)
-
     def bound(self, trainer: str, claimed_samples: int, norm: float, staleness_weight: float) -> Bounded:
         """Bound one update; raises BoundRejected for a norm outlier. Does not record it (see ``record``)."""
         policy = self.policy
         if not policy.enabled:
             return Bounded(claimed_samples, 1.0)
+        if is_zone(trainer):  # the operator's own tier, bounded by its configuration only (see above)
+            samples = min(claimed_samples, policy.sample_quotas.get(trainer, claimed_samples))
+            return Bounded(samples, 1.0, "samples_quota" if samples < claimed_samples else "")
         quota = policy.sample_quotas.get(trainer, policy.max_samples_per_update)
         samples = min(claimed_samples, quota)
         clipped = "samples_quota" if samples < claimed_samples else ""
@@ -134,22 +133,18 @@ class InfluenceGuard:
             ceiling = policy.own_sample_multiple * statistics.median(own.samples)
             if samples > ceiling:
                 samples, clipped = max(1, int(ceiling)), "samples_history"
-        # The trainer's own history is left out of the fleet references it is judged against; a zone's is
-        # its only reference (see the module's docstring).
+        # The trainer's own history is left out of the fleet references it is judged against.
         scale = 1.0
-        zone = is_zone(trainer)
-        size = norm if zone else norm / samples
-        reference = self._own_median_norm(trainer) if zone else self._fleet_median("norms", excluding=trainer)
-        if reference is not None and reference > 0:
-            if size > policy.norm_reject_multiple * reference:
-                what = "norm" if zone else "norm per sample"
-                whose = "its own median" if zone else "fleet median"
-                raise BoundRejected("norm_outlier", f"{what} {size:.3g} > {policy.norm_reject_multiple:g} × "
-                                                    f"{whose} {reference:.3g}")
-            if policy.norm_clip_multiple is not None and size > policy.norm_clip_multiple * reference:
-                scale, clipped = policy.norm_clip_multiple * reference / size, clipped or "norm"
-        referenced = reference is not None
-        fleet_influence = None if zone else self._fleet_median("influence", excluding=trainer)
+        per_sample = norm / samples
+        fleet_norm = self._fleet_median("norms", excluding=trainer)
+        if fleet_norm is not None and fleet_norm > 0:
+            if per_sample > policy.norm_reject_multiple * fleet_norm:
+                raise BoundRejected("norm_outlier", f"norm per sample {per_sample:.3g} > "
+                                                    f"{policy.norm_reject_multiple:g} × fleet median {fleet_norm:.3g}")
+            if policy.norm_clip_multiple is not None and per_sample > policy.norm_clip_multiple * fleet_norm:
+                scale, clipped = policy.norm_clip_multiple * fleet_norm / per_sample, clipped or "norm"
+        referenced = fleet_norm is not None
+        fleet_influence = self._fleet_median("influence", excluding=trainer)
         influence = samples * staleness_weight * norm * scale
         if (policy.influence_clip_multiple is not None and fleet_influence is not None
                 and influence > policy.influence_clip_multiple * fleet_influence > 0):
@@ -164,7 +159,7 @@ class InfluenceGuard:
             size = self.policy.history
             recent = self.trainers[trainer] = _Recent(deque(maxlen=size), deque(maxlen=size), deque(maxlen=size))
         recent.samples.append(bounded.num_samples)
-        recent.norms.append(norm * bounded.scale / (1 if is_zone(trainer) else bounded.num_samples))
+        recent.norms.append(norm * bounded.scale / bounded.num_samples)
         recent.influence.append(bounded.num_samples * staleness_weight * norm * bounded.scale)
 
     def snapshot(self) -> dict[str, dict[str, list[float]]]:
