@@ -70,6 +70,23 @@ def test_a_zone_step_forwards_the_sample_and_staleness_weighted_mean_as_one_sign
     assert tier.global_version == 0
 
 
+def test_a_dominant_market_keeps_its_weight_in_a_zone_as_it_does_in_flat_fedbuff() -> None:
+    """Flat FedBuff weighs an update n s(tau) / (K n_mean), at most 1: a market far larger than the mean keeps
+    the whole of its stale delta. A zone that averaged by its own buffer's samples instead shrank it by its
+    staleness (on retail the UK's share of the global model's movement fell from 46 % flat to 16 %, and the
+    hierarchy ended at 0.65 of flat). The zone measures samples against its running mean, as flat does."""
+    tier = _tier()
+    tier.follow((1, 8))
+    for index in range(6):  # the small market's steady reports set the zone's running mean (about 10)
+        tier.handle(_update("jp", torch.zeros(SHAPE), 10, base=8, uid=f"small-{index}"))
+    tier.handle(_update("jp", torch.zeros(SHAPE), 10, base=8, uid="small-last"))
+    big = torch.ones(SHAPE)
+    _, forwarded = tier.handle(_update("in", big, 5_000, base=0, uid="big"))  # staleness 8: s = 1/3
+    assert forwarded is not None
+    # n s / (K n_mean) is far above 1 for the big market: its coefficient is capped at 1, staleness or not.
+    assert torch.allclose(decode_delta(forwarded.payload)["w"], big)
+
+
 def test_the_global_aggregator_treats_a_zone_like_a_trainer_and_applies_it_once() -> None:
     tier = _tier(buffer_size=1)
     tier.follow((1, 0))
