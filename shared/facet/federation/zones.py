@@ -12,8 +12,8 @@ sample- and staleness-weighted mean),
 where τ_k is measured against the newest global version the zone has seen (the trainers' bases are global
 versions). The global aggregator treats each zone like a trainer: its own staleness, sample reference and
 server step apply to Δ_Z, but not the trainers' norm bounds: a zone is the operator's own tier, bounded
-by its configuration only (:mod:`facet.federation.robust`). Only Δ_Z crosses the zone's boundary, so the bytes that do fall by about the
-zone's buffer size (the union of the rows its regions touched is sent once).
+by its configuration only (:mod:`facet.federation.robust`). Only Δ_Z crosses the zone's boundary, so the
+bytes that do fall by about the zone's buffer size (the union of the rows its regions touched is sent once).
 
 Exactly once: the forwarded update's id is derived from the ids it aggregates, so a zone that crashes
 after forwarding and rebuilds the same buffer from its uncommitted offsets forwards the same id again,
