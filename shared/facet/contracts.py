@@ -224,6 +224,19 @@ class RegionalStatistics(_Frozen):
         return _plausible(value, info)
 
 
+#: A zone's step may be scaled up at most this much (a member's coefficient as small as 1/10,000 of a step).
+MAX_ZONE_HEADROOM = 10_000.0
+
+
+class ZoneStep(_Frozen):
+    """What a zone tier's forwarded update says about the step it carries (:mod:`facet.federation.zones`):
+    the running mean of its members' sample counts that the step's coefficients were measured against, and
+    by how much the step may be scaled before one of its members counts for more than a whole step."""
+
+    member_reference: float = Field(gt=0, le=1_000_000_000)
+    headroom: float = Field(ge=1, le=MAX_ZONE_HEADROOM)
+
+
 class ModelUpdate(_Frozen):
     """A trainer's compressed delta against one global version, or (``num_samples`` 0, no payload) only a
     statistics release: a region whose shoppers went quiet after its window closed still releases it."""
@@ -239,6 +252,8 @@ class ModelUpdate(_Frozen):
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     #: The region's noisy interest counts for a window that closed since its last release, if any.
     statistics: InterestCounts | None = None
+    #: Set by a zone tier only: how its pre-weighted step is to be re-based onto the fleet's sample mean.
+    zone_step: ZoneStep | None = None
     #: HMAC-SHA256 (hex) over the signed fields, keyed per trainer; checked by the aggregator.
     signature: str | None = Field(default=None, max_length=256)
 

@@ -1,18 +1,19 @@
 """The zone tier: its regions' updates through the global aggregator's own checks and FedBuff math, into one
-forwarded update per step that the global aggregator treats like a trainer's, exactly once."""
+forwarded step that the global aggregator re-bases onto the fleet and applies exactly once."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from facet.compression.codecs import CodecSpec, decode_delta, encode_delta
+from facet.contracts import ZoneStep
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
-from facet.federation.staleness import PolynomialStaleness
+from facet.federation.staleness import ConstantStaleness, PolynomialStaleness
 from facet.federation.updates import signed_update
 from facet.federation.zones import ZoneAggregator, ZoneMap, forwarded_update_id
 from pydantic import ValidationError
 
-KEYS = {"trainer-jp": b"j" * 32, "trainer-in": b"i" * 32}
+KEYS = {"trainer-jp": b"j" * 32, "trainer-in": b"i" * 32, "trainer-uk": b"u" * 32}
 ZONE_KEY = b"z" * 32
 SHAPE = (4, 3)
 
@@ -87,7 +88,52 @@ def test_a_dominant_market_keeps_its_weight_in_a_zone_as_it_does_in_flat_fedbuff
     assert torch.allclose(decode_delta(forwarded.payload)["w"], big)
 
 
-def test_the_global_aggregator_treats_a_zone_like_a_trainer_and_applies_it_once() -> None:
+def test_the_global_aggregator_counts_every_zone_member_as_flat_fedbuff_would() -> None:
+    """Flat FedBuff moves the model n_k s / (K n_mean) Delta_k per update, n_mean the fleet's mean. A zone of
+    one big market measures it against its own mean (1/K each); the global aggregator re-bases the step by
+    n_mean_Z / n_mean. Weighing the zone's mean by its summed samples instead, like a trainer's, capped the
+    big zone's step at 1: 1/K per member whatever its size (retail's hierarchy: 0.88 of flat)."""
+    def tier(zone: str) -> ZoneAggregator:
+        policy = AggregationPolicy(mode="fedbuff", buffer_size=2, max_staleness=10, staleness=ConstantStaleness())
+        made = ZoneAggregator(zone, AggregatorState(parameters={"w": torch.zeros(SHAPE)}), policy, KEYS,
+                              {"trainer-jp": "jp", "trainer-in": "in", "trainer-uk": "uk"}, codec="fp32",
+                              signing_key=ZONE_KEY)
+        made.follow((1, 0))
+        return made
+
+    def one_hot(index: int) -> torch.Tensor:
+        return torch.nn.functional.one_hot(torch.tensor(index), SHAPE[0] * SHAPE[1]).float().reshape(SHAPE)
+
+    small, big = tier("apac"), tier("emea")
+    small.handle(_update("jp", one_hot(0), 100, base=0, uid="jp"))
+    _, small_step = small.handle(_update("in", one_hot(1), 100, base=0, uid="in"))
+    big.handle(_update("uk", one_hot(2), 1_000, base=0, uid="uk-1"))
+    _, big_step = big.handle(_update("uk", one_hot(3), 1_000, base=0, uid="uk-2"))
+    assert small_step is not None and big_step is not None
+    assert big_step.zone_step == ZoneStep(member_reference=1_000, headroom=2.0)  # 1/K each against its own mean
+    world = Aggregator(AggregatorState(parameters={"w": torch.zeros(SHAPE)}),
+                       AggregationPolicy(mode="fedbuff", buffer_size=1, max_staleness=10,
+                                         staleness=ConstantStaleness()),
+                       {"zone-apac": ZONE_KEY, "zone-emea": ZONE_KEY})
+    assert world.handle(small_step).status == "applied" and world.handle(big_step).status == "applied"
+    fleet_mean = (100 + 1_000) / 2
+    flat = [100 / (2 * 100), 100 / (2 * 100), 1_000 / (2 * fleet_mean), 1_000 / (2 * fleet_mean)]
+    assert torch.allclose(world.state.parameters["w"].flatten()[:4], torch.tensor(flat))
+    # A trainer cannot pass for a zone step, nor a zone send an undescribed one.
+    member = _update("jp", one_hot(0), 100, base=0, uid="x")
+    world.trainer_keys["trainer-jp"] = KEYS["trainer-jp"]
+    claimed = signed_update(KEYS["trainer-jp"], trainer_id="trainer-jp", region="jp", base_version=0,
+                            num_samples=100, codec="fp32", payload=member.payload,
+                            zone_step=ZoneStep(member_reference=1, headroom=10))
+    assert world.handle(claimed).reason == "zone_step_mismatch"
+    bare = signed_update(ZONE_KEY, trainer_id="zone-apac", region="apac", base_version=0, num_samples=100,
+                         codec="fp32", payload=member.payload)
+    assert world.handle(bare).reason == "zone_step_mismatch"
+    raised = big_step.model_copy(update={"zone_step": ZoneStep(member_reference=1_000, headroom=50.0)})
+    assert world.handle(raised).reason == "bad_signature"  # the step's description is signed
+
+
+def test_the_global_aggregator_applies_a_zone_step_once() -> None:
     tier = _tier(buffer_size=1)
     tier.follow((1, 0))
     _, forwarded = tier.handle(_update("jp", torch.ones(SHAPE), 20, base=0, uid="a"))

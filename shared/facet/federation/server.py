@@ -21,6 +21,7 @@ from facet.federation.aggregation import (
     fedasync_step,
     fedbuff_step,
 )
+from facet.federation.identities import is_zone
 from facet.federation.robust import Bounded, BoundRejected, InfluenceGuard, RobustnessPolicy, vet_in_buffer
 from facet.federation.signing import verify
 from facet.federation.staleness import PolynomialStaleness, StalenessConfig
@@ -137,8 +138,10 @@ class Aggregator:
         self._last_clipped = ""
         #: Moves of the updates in the last server step.
         self.last_moves: list[Move] = []
-        #: Samples (as bounded) in the last FedBuff step: what a zone's forwarded update carries.
+        #: Samples (as bounded) in the last FedBuff step, and each update's coefficient in it: what a zone's
+        #: forwarded update carries and its headroom.
         self.last_step_samples = 0
+        self.last_step_scales: list[float] = []
         #: The version staleness is measured against, when it is not this aggregator's own: a zone tier's
         #: trainers train on global versions, which the zone follows (None: ``state.version``).
         self.staleness_reference: int | None = None
@@ -216,9 +219,10 @@ class Aggregator:
         if not self._buffer:
             return None
         updates, deltas = zip(*self._buffer, strict=True)
-        self.last_step_samples = sum(d.num_samples for d in deltas)  # as bounded, not as claimed
+        self.last_step_samples = round(sum(d.num_samples for d in deltas))  # as bounded, not as claimed
         lr, reference = self.policy.server_lr * self._schedule(), self._reference(deltas)
         scales = fedbuff_step(self.state.parameters, list(deltas), self.policy.staleness, lr, reference)
+        self.last_step_scales = scales
         self.last_moves = [Move(u.trainer_id, self.state.version + 1, scale * d.norm)
                            for u, d, scale in zip(updates, deltas, scales, strict=True)]
         self._buffer.clear()
@@ -274,6 +278,8 @@ class Aggregator:
     def _check(self, update: ModelUpdate) -> WeightedDelta:
         if update.update_id in self.state.applied_ids or update.update_id in self._buffered_ids:
             raise UpdateRejected("duplicate", f"update {update.update_id} was already applied")
+        if is_zone(update.trainer_id) != (update.zone_step is not None):
+            raise UpdateRejected("zone_step_mismatch", "only a zone tier's updates, all of them, describe a step")
         current = self.state.version if self.staleness_reference is None else self.staleness_reference
         staleness = check_staleness(update.base_version, current, self.policy.max_staleness)
         try:
@@ -301,4 +307,8 @@ class Aggregator:
         else:
             self.guard.record(update.trainer_id, bounded, norm, weight)
         self._last_clipped = bounded.clipped
+        if update.zone_step is not None:  # its reference shrinks with its samples when its quota cut them
+            reference = update.zone_step.member_reference * bounded.num_samples / update.num_samples
+            return WeightedDelta(checked, reference, staleness, norm * bounded.scale,
+                                 zone_headroom=update.zone_step.headroom)
         return WeightedDelta(checked, bounded.num_samples, staleness, norm * bounded.scale)

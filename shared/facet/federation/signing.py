@@ -26,6 +26,8 @@ def signing_message(update: ModelUpdate) -> bytes:
     ]
     if update.statistics is not None:  # only then, so updates without statistics sign as they always did
         fields.append("statistics:" + counts_digest(update.statistics))
+    if update.zone_step is not None:  # likewise: only a zone tier's forwarded steps carry one
+        fields.append(f"zone_step:{update.zone_step.member_reference!r}:{update.zone_step.headroom!r}")
     return "\x1f".join(fields).encode()
 
 

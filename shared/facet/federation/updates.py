@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from facet.contracts import InterestCounts, ModelUpdate, TrainingMetrics
+from facet.contracts import InterestCounts, ModelUpdate, TrainingMetrics, ZoneStep
 from facet.federation.signing import sign
 
 #: Metrics for an update that did not come from training (a benchmark's synthetic delta, a test).
@@ -15,12 +15,13 @@ NO_METRICS = TrainingMetrics(loss=1.0, samples_per_second=1.0, steps=1)
 
 def signed_update(key: bytes | None, *, trainer_id: str, region: str, base_version: int, num_samples: int,
                   codec: str, payload: bytes, metrics: TrainingMetrics = NO_METRICS,
-                  update_id: str | None = None, statistics: InterestCounts | None = None) -> ModelUpdate:
+                  update_id: str | None = None, statistics: InterestCounts | None = None,
+                  zone_step: ZoneStep | None = None) -> ModelUpdate:
     """A :class:`ModelUpdate` signed with ``key`` (``None``: unsigned, which the aggregator rejects)."""
     update = ModelUpdate(
         update_id=update_id or f"{trainer_id}-{uuid.uuid4().hex}", trainer_id=trainer_id, region=region,
         base_version=base_version, num_samples=num_samples, metrics=metrics, codec=codec, payload=payload,
-        statistics=statistics,
+        statistics=statistics, zone_step=zone_step,
     )
     return resigned(update, key)
 

@@ -6,14 +6,14 @@ per step: the buffer's FedBuff step at learning rate 1,
 
     Δ_Z = Σ_k min(n_k s(τ_k) / (K n̄_Z), 1) Δ_k        with n_Z = Σ_k n_k,
 
-n̄_Z the running mean of the zone's members' sample counts (so while the members are alike, Δ_Z is their
-sample- and staleness-weighted mean),
-
-where τ_k is measured against the newest global version the zone has seen (the trainers' bases are global
-versions). The global aggregator treats each zone like a trainer: its own staleness, sample reference and
-server step apply to Δ_Z, but not the trainers' norm bounds: a zone is the operator's own tier, bounded
-by its configuration only (:mod:`facet.federation.robust`). Only Δ_Z crosses the zone's boundary, so the
-bytes that do fall by about the zone's buffer size (the union of the rows its regions touched is sent once).
+n̄_Z the running mean of the zone's members' sample counts and τ_k measured against the newest global
+version the zone has seen (the trainers' bases are global versions). The update carries n_Z, and its
+:class:`~facet.contracts.ZoneStep`: n̄_Z and the headroom 1 / max_k (coefficient). The global aggregator
+applies Δ_Z whole, re-based onto the fleet's mean (s(τ_Z) min(n̄_Z / n̄, h_Z), see
+:mod:`facet.federation.aggregation`), so every member counts as it would in flat FedBuff however the
+regions are zoned. A zone is the operator's own tier: bounded by its configuration only, not the
+trainers' norm bounds (:mod:`facet.federation.robust`). Only Δ_Z crosses the zone's boundary, so the bytes
+that do fall by about the zone's buffer size (the union of the rows its regions touched is sent once).
 
 Exactly once: the forwarded update's id is derived from the ids it aggregates, so a zone that crashes
 after forwarding and rebuilds the same buffer from its uncommitted offsets forwards the same id again,
@@ -29,7 +29,7 @@ import torch
 
 from facet.compression.codecs import CodecSpec, ErrorFeedback
 from facet.config import ZoneMap
-from facet.contracts import ModelUpdate
+from facet.contracts import MAX_ZONE_HEADROOM, ModelUpdate, ZoneStep
 from facet.federation.identities import zone_trainer_id
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState, Outcome
 from facet.federation.updates import signed_update
@@ -103,6 +103,9 @@ class ZoneAggregator:
     def _forward(self) -> ModelUpdate:
         state = self.state
         contributors = list(state.pending_contributors)
+        largest = max(self.aggregator.last_step_scales, default=1.0)
+        step = ZoneStep(member_reference=state.mean_samples or max(self.aggregator.last_step_samples, 1),
+                        headroom=min(max(1.0 / largest, 1.0), MAX_ZONE_HEADROOM) if largest > 0 else 1.0)
         with torch.no_grad():
             payload = self.feedback.compress(state.parameters, self.codec, seed=state.version)
             for tensor in state.parameters.values():
@@ -111,5 +114,5 @@ class ZoneAggregator:
         return signed_update(self.signing_key, trainer_id=zone_trainer_id(self.zone), region=self.zone,
                              base_version=self.global_version,
                              num_samples=max(self.aggregator.last_step_samples, 1),
-                             codec=self.codec.name, payload=payload,
+                             codec=self.codec.name, payload=payload, zone_step=step,
                              update_id=forwarded_update_id(self.zone, contributors))
