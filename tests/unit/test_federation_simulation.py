@@ -20,6 +20,7 @@ from facet_lab.bench.federation import (
     run_federation_benchmark,
     run_hierarchical,
     run_sync_fedavg,
+    run_zone_comparison,
     summarize_seeds,
 )
 
@@ -154,3 +155,19 @@ def test_a_zone_that_waited_long_enough_steps_what_it_holds(setup: FederationSet
     bounded = run_hierarchical(setup, zones, policy, time_budget=24.0, eval_every=100.0, zone_max_wait=3.0)
     assert unbounded.forwarded_updates == 12 + 1
     assert bounded.forwarded_updates == 12 + 2  # us and jp fill their buffer at once; eu goes out alone
+
+
+def test_the_zones_only_comparison_runs_flat_and_tiered_fedbuff_alone(setup: FederationSetup) -> None:
+    """`--zones-only`: flat FedBuff and the zone tier on the same budget, nothing else, with each figure
+    written as its run finishes."""
+    partials: list[dict[str, Any]] = []
+    result = run_zone_comparison(setup, ZoneMap.parse("asia-americas:us,jp;europe:eu"), sync_rounds=2,
+                                 buffer_size=2, on_partial=partials.append)
+    assert set(result["summary"]) == {"cross_zone_bytes_ratio", "ndcg10_ratio_hierarchical_vs_flat"}
+    assert set(result["algorithms"]) == {"fedbuff", "hierarchical_fedbuff"}
+    assert [set(p["algorithms"]) for p in partials] == [{"fedbuff"}]  # flat's figures before the tier runs
+    finals = {name: run["final"]["overall"]["ndcg10"] for name, run in result["algorithms"].items()}
+    assert result["summary"]["ndcg10_ratio_hierarchical_vs_flat"] == pytest.approx(
+        finals["hierarchical_fedbuff"] / finals["fedbuff"])
+    assert 0 < result["summary"]["cross_zone_bytes_ratio"] < 1
+    assert summarize_seeds([result["summary"]])["seeds"] == 1

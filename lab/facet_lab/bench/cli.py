@@ -49,13 +49,15 @@ def federation(
                               "the summary is their mean, with the worst seed beside it."),
     zones: str = typer.Option("", help="Also run FedBuff through a zone tier and compare it with flat, e.g. "
                               "'apac:jp,in,ae;emea:eu,uk;americas:us,br' (regions it leaves out form a zone 'rest')."),
+    zones_only: bool = typer.Option(False, "--zones-only", help="With --zones: run only flat FedBuff and the "
+                                    "zone tier (no centralized, local-only, synchronous or FedAsync run)."),
 ) -> None:
     """Time to 95% of centralized NDCG@10: synchronous FedAvg against asynchronous FedAsync/FedBuff."""
     from facet.evaluation.datasets import DatasetName, load_events
     from facet.evaluation.split import leave_last_out
 
     from facet_lab.bench.common import write_result
-    from facet_lab.bench.federation import build_setup, run_federation_benchmark, summarize_seeds
+    from facet_lab.bench.federation import build_setup, run_federation_benchmark, run_zone_comparison, summarize_seeds
     from facet_lab.evaluate import DATASET_MODELS
 
     if sample_reference not in ("running_mean", "buffer"):
@@ -66,6 +68,8 @@ def federation(
         zone_map = ZoneMap.parse(zones) if zones else None
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--zones") from error
+    if zones_only and zone_map is None:
+        raise typer.BadParameter("--zones-only compares flat FedBuff with a zone tier: give --zones too")
     name = DatasetName(dataset)
     config = DATASET_MODELS[name]
     runs: list[dict[str, Any]] = []
@@ -83,11 +87,18 @@ def federation(
             write_result(json_path, {"partial": True, "seeds_finished": len(done)}, dataset=name.value,
                          runs=[*done, {"seed": current, "partial": True, **partial}])
 
-        result = run_federation_benchmark(setup, central_epochs=central_epochs, sync_rounds=sync_rounds,
-                                          buffer_size=buffer_size, alpha=alpha, server_lr=server_lr,
-                                          decay_versions=decay_versions or None,
-                                          sample_reference=sample_reference,  # type: ignore[arg-type]  # checked
-                                          on_partial=write_partial, zones=seed_zones)
+        if zones_only:
+            assert seed_zones is not None  # checked above
+            result = run_zone_comparison(setup, seed_zones, sync_rounds=sync_rounds, buffer_size=buffer_size,
+                                         server_lr=server_lr, decay_versions=decay_versions or None,
+                                         sample_reference=sample_reference,  # type: ignore[arg-type]  # checked
+                                         on_partial=write_partial)
+        else:
+            result = run_federation_benchmark(setup, central_epochs=central_epochs, sync_rounds=sync_rounds,
+                                              buffer_size=buffer_size, alpha=alpha, server_lr=server_lr,
+                                              decay_versions=decay_versions or None,
+                                              sample_reference=sample_reference,  # type: ignore[arg-type]
+                                              on_partial=write_partial, zones=seed_zones)
         console.print_json(json.dumps(result["summary"], default=str))
         runs.append({"seed": run_seed, **result})
     summary = summarize_seeds([run["summary"] for run in runs])

@@ -351,6 +351,77 @@ def _hierarchical(setup: FederationSetup, zones: ZoneMap, policy: AggregationPol
     return HierarchyRun(trace, cross_bytes, forwarded_updates, len(fetched))
 
 
+def bench_policy(mode: Literal["fedasync", "fedbuff"], *, buffer_size: int = 3, alpha: float = 0.6,
+                 server_lr: float = 1.0, decay_versions: float | None = None,
+                 sample_reference: Literal["running_mean", "buffer"] = "running_mean") -> AggregationPolicy:
+    """The benchmark's aggregation policy for ``mode``: the service's math, with the bounds that only a
+    hostile trainer needs out of the way (every region here is honest)."""
+    return AggregationPolicy(mode=mode, buffer_size=buffer_size, alpha=alpha, server_lr=server_lr,
+                             staleness=PolynomialStaleness(exponent=0.5), max_staleness=1000, max_update_norm=1e6,
+                             server_lr_decay_versions=decay_versions, sample_reference=sample_reference)
+
+
+def compare_hierarchy(setup: FederationSetup, zones: ZoneMap, policy: AggregationPolicy, budget: float,
+                      eval_every: float, tick: Callable[[], None], flat: Trace, flat_fetches: int
+                      ) -> tuple[dict[str, Any], Trace]:
+    """FedBuff through a zone tier against the flat run ``flat`` of the same policy, setup and budget: the
+    comparison's figures, and the hierarchical run's trace."""
+    # A zone waits at most three pacing periods before stepping what it holds, as the services' defaults
+    # do (zone_max_wait_s 30 s, trainers sending every 10 s); compute-bound, only full buffers are stepped.
+    zone_max_wait = ZONE_WAIT_PERIODS * setup.min_round_time or None
+    run = run_hierarchical(setup, zones, policy, budget, eval_every, tick, zone_max_wait=zone_max_wait)
+    return {
+        "zones": {z: list(r) for z, r in zones.zones.items()},
+        "zone_max_wait": zone_max_wait,
+        "measures": "update bytes crossing zone boundaries: the global aggregator sits in no zone, so "
+                    "every flat update crosses and only the zones' forwarded updates do",
+        "flat_cross_zone_bytes": flat.bytes_sent, "hierarchical_cross_zone_bytes": run.cross_zone_bytes,
+        "flat_updates_crossing": flat.updates, "hierarchical_updates_crossing": run.forwarded_updates,
+        "model_fetches_crossing": {"flat": flat_fetches, "hierarchical": run.zone_model_fetches,
+                                   "counts": "one per (region, version) flat; one per (zone, version) "
+                                             "when each zone mirrors the models topic"},
+        "cross_zone_bytes_ratio": run.cross_zone_bytes / max(flat.bytes_sent, 1),
+        "ndcg10_ratio_hierarchical_vs_flat": run.trace.final["overall"]["ndcg10"]
+        / max(flat.final["overall"]["ndcg10"], 1e-12),
+    }, run.trace
+
+
+def run_zone_comparison(setup: FederationSetup, zones: ZoneMap, *, sync_rounds: int, buffer_size: int = 3,
+                        server_lr: float = 1.0, decay_versions: float | None = None,
+                        sample_reference: Literal["running_mean", "buffer"] = "running_mean",
+                        on_partial: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Only flat FedBuff and the same FedBuff through a zone tier, on the budget and policy
+    :func:`run_federation_benchmark` gives them (its centralized, local-only, synchronous and FedAsync runs
+    left out): the hierarchy's question alone, in a third of the time on real data."""
+    budget = sync_rounds * max(setup.round_time(r) for r in setup.regions)
+    eval_every = max(setup.round_time(r) for r in setup.regions) / 2
+    policy = bench_policy("fedbuff", buffer_size=buffer_size, server_lr=server_lr, decay_versions=decay_versions,
+                          sample_reference=sample_reference)
+    fetches: set[tuple[str, int]] = {(r, 0) for r in setup.regions}
+
+    def count_fetch(aggregator: Aggregator, update: ModelUpdate, outcome: Outcome) -> None:
+        fetches.add((update.region, aggregator.state.version))
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("flat FedBuff", total=None)
+        flat = run_async(setup, policy, "fedbuff", budget, eval_every, lambda: progress.advance(task),
+                         observe=count_fetch)
+        algorithms = {"fedbuff": {"final": flat.final, "curve": flat.points, "updates": flat.updates,
+                                  "bytes_sent": flat.bytes_sent}}
+        if on_partial is not None:
+            on_partial({"algorithms": dict(algorithms)})
+        progress.update(task, description="hierarchical FedBuff (zone tier)")
+        hierarchy, trace = compare_hierarchy(setup, zones, policy, budget, eval_every,
+                                             lambda: progress.advance(task), flat, len(fetches))
+    algorithms["hierarchical_fedbuff"] = {"final": trace.final, "curve": trace.points, "updates": trace.updates,
+                                          "bytes_sent": trace.bytes_sent}
+    return {"summary": {key: hierarchy[key] for key in ("cross_zone_bytes_ratio",
+                                                        "ndcg10_ratio_hierarchical_vs_flat")},
+            "algorithms": algorithms, "hierarchy": hierarchy,
+            "simulation": {"time_budget": budget, "codec": setup.codec, "server_lr_decay_versions": decay_versions,
+                           "regions": {r: len(w) for r, w in setup.windows.items()}, "test_cases": len(setup.tests)}}
+
+
 def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, sync_rounds: int,
                              eval_every_rounds: float = 1.0, include: Sequence[str] = ("fedasync", "fedbuff"),
                              buffer_size: int = 3, alpha: float = 0.6, server_lr: float = 1.0,
@@ -403,16 +474,10 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
                                                               lambda: progress.advance(task), decay_versions,
                                                               server_lr)
             report_partial()
-        policies = {
-            "fedasync": AggregationPolicy(mode="fedasync", alpha=alpha, staleness=PolynomialStaleness(exponent=0.5),
-                                          max_staleness=1000, max_update_norm=1e6,
-                                          server_lr_decay_versions=decay_versions,
-                                          sample_reference=sample_reference),
-            "fedbuff": AggregationPolicy(mode="fedbuff", buffer_size=buffer_size, server_lr=server_lr,
-                                         staleness=PolynomialStaleness(exponent=0.5), max_staleness=1000,
-                                         max_update_norm=1e6, server_lr_decay_versions=decay_versions,
-                                         sample_reference=sample_reference),
-        }
+        policies = {"fedasync": bench_policy("fedasync", alpha=alpha, decay_versions=decay_versions,
+                                             sample_reference=sample_reference),
+                    "fedbuff": bench_policy("fedbuff", buffer_size=buffer_size, server_lr=server_lr,
+                                            decay_versions=decay_versions, sample_reference=sample_reference)}
         flat_fetches: set[tuple[str, int]] = {(r, 0) for r in regions}
 
         def count_fetch(aggregator: Aggregator, update: ModelUpdate, outcome: Outcome) -> None:
@@ -427,28 +492,9 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
         hierarchy: dict[str, Any] | None = None
         if zones is not None:
             progress.update(task, description="hierarchical FedBuff (zone tier)")
-            # A zone waits at most three pacing periods before stepping what it holds, as the services'
-            # defaults do (zone_max_wait_s 30 s, trainers sending every 10 s); compute-bound, only full
-            # buffers are stepped.
-            zone_max_wait = ZONE_WAIT_PERIODS * setup.min_round_time or None
-            run = run_hierarchical(setup, zones, policies["fedbuff"], budget, eval_every,
-                                   lambda: progress.advance(task), zone_max_wait=zone_max_wait)
-            traces["hierarchical_fedbuff"] = run.trace
-            flat = traces["fedbuff"]
-            hierarchy = {
-                "zones": {z: list(r) for z, r in zones.zones.items()},
-                "zone_max_wait": zone_max_wait,
-                "measures": "update bytes crossing zone boundaries: the global aggregator sits in no zone, so "
-                            "every flat update crosses and only the zones' forwarded updates do",
-                "flat_cross_zone_bytes": flat.bytes_sent, "hierarchical_cross_zone_bytes": run.cross_zone_bytes,
-                "flat_updates_crossing": flat.updates, "hierarchical_updates_crossing": run.forwarded_updates,
-                "model_fetches_crossing": {"flat": len(flat_fetches), "hierarchical": run.zone_model_fetches,
-                                           "counts": "one per (region, version) flat; one per (zone, version) "
-                                                     "when each zone mirrors the models topic"},
-                "cross_zone_bytes_ratio": run.cross_zone_bytes / max(flat.bytes_sent, 1),
-                "ndcg10_ratio_hierarchical_vs_flat": run.trace.final["overall"]["ndcg10"]
-                / max(flat.final["overall"]["ndcg10"], 1e-12),
-            }
+            hierarchy, traces["hierarchical_fedbuff"] = compare_hierarchy(
+                setup, zones, policies["fedbuff"], budget, eval_every, lambda: progress.advance(task),
+                traces["fedbuff"], len(flat_fetches))
             report_partial()
     target = 0.95 * central_metrics["overall"]["ndcg10"]
     results: dict[str, Any] = {}
