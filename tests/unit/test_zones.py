@@ -148,6 +148,9 @@ def test_the_global_aggregator_applies_a_zone_step_once() -> None:
 
 
 def test_a_partly_filled_zone_buffer_can_be_stepped_and_forwarded() -> None:
+    """A buffer of 3 stepped with one update in it (the zone's oldest waited too long) weighs it as a full
+    buffer would, 1/3: flat FedBuff gives every update n s / (K n_mean) whenever it arrives, and the global
+    aggregator re-bases the zone's step, so a lone member weighed 1 here would count 3 times its share."""
     tier = _tier(buffer_size=3)
     tier.follow((1, 2))
     assert tier.flush() is None  # nothing buffered: nothing to forward
@@ -155,5 +158,10 @@ def test_a_partly_filled_zone_buffer_can_be_stepped_and_forwarded() -> None:
     assert outcome.status == "buffered" and forwarded is None
     forwarded = tier.flush()  # the zone's oldest update waited too long
     assert forwarded is not None and forwarded.num_samples == 12 and forwarded.base_version == 2
-    assert torch.allclose(decode_delta(forwarded.payload)["w"], torch.ones(SHAPE))
+    assert torch.allclose(decode_delta(forwarded.payload)["w"], torch.ones(SHAPE) / 3)
+    assert forwarded.zone_step == ZoneStep(member_reference=12, headroom=3.0)
     assert forwarded.update_id == forwarded_update_id("apac", ["a"]) and tier.aggregator.buffer_fill == 0
+    world = Aggregator(AggregatorState(parameters={"w": torch.zeros(SHAPE)}, version=2),
+                       AggregationPolicy(mode="fedbuff", buffer_size=1, max_staleness=10), {"zone-apac": ZONE_KEY})
+    assert world.handle(forwarded).status == "applied"
+    assert torch.allclose(world.state.parameters["w"], torch.ones(SHAPE) / 3)  # n_mean_Z / n_mean = 1

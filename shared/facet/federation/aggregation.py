@@ -96,17 +96,21 @@ def update_weight(update: WeightedDelta, staleness_weight: StalenessWeight, refe
 
 
 def fedbuff_weights(
-    updates: Sequence[WeightedDelta], staleness_weight: StalenessWeight, mean_samples: float | None = None
+    updates: Sequence[WeightedDelta], staleness_weight: StalenessWeight, mean_samples: float | None = None,
+    slots: int | None = None,
 ) -> list[float]:
     """Per-update coefficients n_k s(τ_k) / (K n̄), each at most 1 (no update counts for more than a whole
-    step). n̄ defaults to the buffer's own mean, when they sum to 1 as long as no update is stale. A zone's
-    step is already a step: s(τ_Z) min(n̄_Z / n̄, h_Z), not divided among the buffer."""
+    step). n̄ defaults to the buffer's own mean, when they sum to 1 as long as no update is stale. K is the
+    number of updates stepped, or ``slots`` (a zone's buffer size: a partly filled buffer stepped early
+    then weighs each update as a full one would, as flat FedBuff does). A zone's step is already a step:
+    s(τ_Z) min(n̄_Z / n̄, h_Z), not divided among the buffer."""
     total = sum(u.num_samples for u in updates)
     if total <= 0:
         raise ValueError("updates carry no samples")
     reference = total / len(updates) if mean_samples is None else mean_samples
+    divisor = slots or len(updates)
     return [min(update_weight(u, staleness_weight, reference), u.zone_headroom) if u.zone_headroom is not None
-            else min(update_weight(u, staleness_weight, reference) / len(updates), 1.0) for u in updates]
+            else min(update_weight(u, staleness_weight, reference) / divisor, 1.0) for u in updates]
 
 
 def apply_delta(model: Mapping[str, torch.Tensor], delta: Tensors, scale: float) -> None:
@@ -121,11 +125,12 @@ def fedbuff_step(
     staleness_weight: StalenessWeight,
     server_lr: float = 1.0,
     mean_samples: float | None = None,
+    slots: int | None = None,
 ) -> list[float]:
     """w ← w + η Σ c_k Δ_k; returns the scale each update was applied with (η c_k)."""
     # Applied update by update: the same sum without a model-sized temporary, and with row-sparse deltas
     # only the rows they touch are written.
-    scales = [server_lr * c for c in fedbuff_weights(updates, staleness_weight, mean_samples)]
+    scales = [server_lr * c for c in fedbuff_weights(updates, staleness_weight, mean_samples, slots)]
     for update, scale in zip(updates, scales, strict=True):
         apply_delta(model, update.delta, scale)
     return scales

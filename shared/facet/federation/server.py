@@ -145,6 +145,9 @@ class Aggregator:
         #: The version staleness is measured against, when it is not this aggregator's own: a zone tier's
         #: trainers train on global versions, which the zone follows (None: ``state.version``).
         self.staleness_reference: int | None = None
+        #: How many updates a step's coefficients are shared among: None, the updates stepped (a partly
+        #: filled buffer flushed at shutdown is their mean); a zone tier, its buffer size (see fedbuff_weights).
+        self.step_slots: int | None = None
 
     def region_label(self, update: ModelUpdate) -> str:
         """The region to report an applied update under: its bound region, never a free-form claim."""
@@ -221,7 +224,8 @@ class Aggregator:
         updates, deltas = zip(*self._buffer, strict=True)
         self.last_step_samples = round(sum(d.num_samples for d in deltas))  # as bounded, not as claimed
         lr, reference = self.policy.server_lr * self._schedule(), self._reference(deltas)
-        scales = fedbuff_step(self.state.parameters, list(deltas), self.policy.staleness, lr, reference)
+        scales = fedbuff_step(self.state.parameters, list(deltas), self.policy.staleness, lr, reference,
+                              self.step_slots)
         self.last_step_scales = scales
         self.last_moves = [Move(u.trainer_id, self.state.version + 1, scale * d.norm)
                            for u, d, scale in zip(updates, deltas, scales, strict=True)]

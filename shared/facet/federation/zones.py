@@ -70,6 +70,9 @@ class ZoneAggregator:
         #: (epoch, version) of the newest global model seen; None until the first one arrives.
         self.global_generation: tuple[int, int] | None = None
         self.aggregator.staleness_reference = 0
+        # A buffer stepped early (its oldest update waited too long) weighs each member as a full one would:
+        # re-based at the global aggregator, a lone member would otherwise count K times its flat weight.
+        self.aggregator.step_slots = self.aggregator.policy.buffer_size
 
     @property
     def state(self) -> AggregatorState:
