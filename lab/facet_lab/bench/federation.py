@@ -351,6 +351,29 @@ def _hierarchical(setup: FederationSetup, zones: ZoneMap, policy: AggregationPol
     return HierarchyRun(trace, cross_bytes, forwarded_updates, len(fetched))
 
 
+def time_budget(setup: FederationSetup, sync_rounds: int, eval_every_rounds: float = 1.0) -> tuple[float, float]:
+    """Every algorithm's time budget (``sync_rounds`` synchronous rounds, each as long as the slowest
+    region's) and how often it is evaluated (``eval_every_rounds`` half-rounds)."""
+    round_time = max(setup.round_time(r) for r in setup.regions)
+    return sync_rounds * round_time, eval_every_rounds * round_time / 2
+
+
+def trace_figures(trace: Trace) -> dict[str, Any]:
+    """What the JSON keeps of a finished run, partial or not."""
+    return {"final": trace.final, "curve": trace.points, "updates": trace.updates, "bytes_sent": trace.bytes_sent}
+
+
+class ModelFetches:
+    """Observer of flat FedBuff's applied updates counting the (region, version) models fetched: a region's
+    next round starts from the version its update made (every region starts from version 0)."""
+
+    def __init__(self, regions: Sequence[str]) -> None:
+        self.fetched: set[tuple[str, int]] = {(r, 0) for r in regions}
+
+    def __call__(self, aggregator: Aggregator, update: ModelUpdate, outcome: Outcome) -> None:
+        self.fetched.add((update.region, aggregator.state.version))
+
+
 def bench_policy(mode: Literal["fedasync", "fedbuff"], *, buffer_size: int = 3, alpha: float = 0.6,
                  server_lr: float = 1.0, decay_versions: float | None = None,
                  sample_reference: Literal["running_mean", "buffer"] = "running_mean") -> AggregationPolicy:
@@ -392,29 +415,22 @@ def run_zone_comparison(setup: FederationSetup, zones: ZoneMap, *, sync_rounds: 
                         on_partial: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Only flat FedBuff and the same FedBuff through a zone tier, on the budget and policy
     :func:`run_federation_benchmark` gives them (its centralized, local-only, synchronous and FedAsync runs
-    left out): the hierarchy's question alone, in a third of the time on real data."""
-    budget = sync_rounds * max(setup.round_time(r) for r in setup.regions)
-    eval_every = max(setup.round_time(r) for r in setup.regions) / 2
+    left out): the hierarchy's question alone."""
+    budget, eval_every = time_budget(setup, sync_rounds)
     policy = bench_policy("fedbuff", buffer_size=buffer_size, server_lr=server_lr, decay_versions=decay_versions,
                           sample_reference=sample_reference)
-    fetches: set[tuple[str, int]] = {(r, 0) for r in setup.regions}
-
-    def count_fetch(aggregator: Aggregator, update: ModelUpdate, outcome: Outcome) -> None:
-        fetches.add((update.region, aggregator.state.version))
-
+    fetches = ModelFetches(setup.regions)
     with Progress(transient=True) as progress:
         task = progress.add_task("flat FedBuff", total=None)
         flat = run_async(setup, policy, "fedbuff", budget, eval_every, lambda: progress.advance(task),
-                         observe=count_fetch)
-        algorithms = {"fedbuff": {"final": flat.final, "curve": flat.points, "updates": flat.updates,
-                                  "bytes_sent": flat.bytes_sent}}
+                         observe=fetches)
+        algorithms = {"fedbuff": trace_figures(flat)}
         if on_partial is not None:
             on_partial({"algorithms": dict(algorithms)})
         progress.update(task, description="hierarchical FedBuff (zone tier)")
         hierarchy, trace = compare_hierarchy(setup, zones, policy, budget, eval_every,
-                                             lambda: progress.advance(task), flat, len(fetches))
-    algorithms["hierarchical_fedbuff"] = {"final": trace.final, "curve": trace.points, "updates": trace.updates,
-                                          "bytes_sent": trace.bytes_sent}
+                                             lambda: progress.advance(task), flat, len(fetches.fetched))
+    algorithms["hierarchical_fedbuff"] = trace_figures(trace)
     return {"summary": {key: hierarchy[key] for key in ("cross_zone_bytes_ratio",
                                                         "ndcg10_ratio_hierarchical_vs_flat")},
             "algorithms": algorithms, "hierarchy": hierarchy,
@@ -442,13 +458,10 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
         if on_partial is not None:
             on_partial({"centralized": {"metrics": central_metrics, "epochs": central_epochs},
                         "local_only": local, "target_ndcg10": 0.95 * central_metrics["overall"]["ndcg10"],
-                        "algorithms": {name: {"final": trace.final, "curve": trace.points,
-                                              "updates": trace.updates, "bytes_sent": trace.bytes_sent}
-                                       for name, trace in traces.items()}})
+                        "algorithms": {name: trace_figures(trace) for name, trace in traces.items()}})
 
-    sync_round_time = max(setup.round_time(r) for r in regions)
-    budget = sync_rounds * sync_round_time
-    eval_every = eval_every_rounds * sync_round_time / 2
+    budget, eval_every = time_budget(setup, sync_rounds, eval_every_rounds)
+    sync_round_time = budget / sync_rounds
     with Progress(transient=True) as progress:
         task = progress.add_task("centralized", total=None)
         started = time.perf_counter()
@@ -478,23 +491,19 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
                                              sample_reference=sample_reference),
                     "fedbuff": bench_policy("fedbuff", buffer_size=buffer_size, server_lr=server_lr,
                                             decay_versions=decay_versions, sample_reference=sample_reference)}
-        flat_fetches: set[tuple[str, int]] = {(r, 0) for r in regions}
-
-        def count_fetch(aggregator: Aggregator, update: ModelUpdate, outcome: Outcome) -> None:
-            flat_fetches.add((update.region, aggregator.state.version))  # its next round starts from it
-
+        flat_fetches = ModelFetches(regions)
         for name in include:
             progress.update(task, description=f"asynchronous {name}")
             traces[name] = run_async(setup, policies[name], name, budget, eval_every,
                                      lambda: progress.advance(task),
-                                     observe=count_fetch if name == "fedbuff" else None)
+                                     observe=flat_fetches if name == "fedbuff" else None)
             report_partial()
         hierarchy: dict[str, Any] | None = None
         if zones is not None:
             progress.update(task, description="hierarchical FedBuff (zone tier)")
             hierarchy, traces["hierarchical_fedbuff"] = compare_hierarchy(
                 setup, zones, policies["fedbuff"], budget, eval_every, lambda: progress.advance(task),
-                traces["fedbuff"], len(flat_fetches))
+                traces["fedbuff"], len(flat_fetches.fetched))
             report_partial()
     target = 0.95 * central_metrics["overall"]["ndcg10"]
     results: dict[str, Any] = {}

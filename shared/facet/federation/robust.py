@@ -32,7 +32,7 @@ of their median norm and norm per sample both), and only then enters the history
 
 **Zones.** A zone tier (:mod:`facet.federation.zones`) is the aggregator operator's own process, trusted
 like the aggregator (its key is the operator's): it applies every bound here to its regions' updates and
-forwards their weighted step with the sum of their (bounded) samples. Judging that mean again would
+forwards their weighted step with the sum of their (bounded) samples. Judging that step again would
 misjudge it: it holds anything from one member to a buffer's worth, so its norm per sample falls with
 every update averaged in (a lone small country's forward was 8× the other zones' on retail, refused), and
 its plain norm follows whichever members it holds (a zone with one big and two small markets: 10× between
