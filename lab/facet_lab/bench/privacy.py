@@ -154,7 +154,11 @@ def run_privacy_benchmark(setup: FederationSetup, options: PrivacyOptions, epsil
                             for r, p in privacy.items()},
             }
             partial()
-    return summarize(runs, baselines, pools, options, budget)
+    result = summarize(runs, baselines, pools, options, budget)
+    # DP-SGD forms a [catalogue, dim] gradient for every sampled shopper where non-private training forms one
+    # per batch, so the per-sample ratio grows with the catalogue: record it beside the timing.
+    result["catalogue_items"] = len(setup.split.catalogue)
+    return result
 
 
 def _ndcg(run: dict[str, Any]) -> float:
