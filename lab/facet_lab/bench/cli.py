@@ -117,6 +117,9 @@ def privacy(
     clip_norm: float = typer.Option(0.1, help="Bound on one shopper's gradient."),
     dp_lr: float = typer.Option(1e-2, help="Local learning rate under DP (Adam)."),
     epsilon: list[float] = typer.Option([1.0, 2.0, 4.0, 8.0], help="Budgets to run (repeatable)."),
+    train_all_parameters: bool = typer.Option(
+        False, help="Train the per-item id and companion rows under DP too (frozen by default: see "
+                    "PrivacySettings.frozen_parameters); measures whether a population pays for them."),
     max_tests: int = typer.Option(3_000, help="Held-out cases scored (a seeded sample)."),
     seed: int = typer.Option(0),
 ) -> None:
@@ -134,7 +137,8 @@ def privacy(
     config = DATASET_MODELS[name]
     split = leave_last_out(load_events(name, sessions=sessions, seed=seed + 7), config.feature_space())
     setup = build_setup(split, config, {}, seed=seed, local_steps=local_steps, max_tests=max_tests)
-    options = PrivacyOptions(rounds=rounds, expected_shoppers=expected_shoppers, clip_norm=clip_norm, lr=dp_lr)
+    options = PrivacyOptions(rounds=rounds, expected_shoppers=expected_shoppers, clip_norm=clip_norm, lr=dp_lr,
+                             **({"frozen_parameters": ()} if train_all_parameters else {}))
     started = time.perf_counter()
 
     def write_partial(partial: dict[str, Any]) -> None:
