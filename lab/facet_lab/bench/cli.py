@@ -51,6 +51,9 @@ def federation(
                               "'apac:jp,in,ae;emea:eu,uk;americas:us,br' (regions it leaves out form a zone 'rest')."),
     zones_only: bool = typer.Option(False, "--zones-only", help="With --zones: run only flat FedBuff and the "
                                     "zone tier (no centralized, local-only, synchronous or FedAsync run)."),
+    zone_wait_periods: float = typer.Option(3.0, min=0.0, help="With --zones: a zone steps a partly filled buffer "
+                                            "once its oldest update has waited this many pacing periods (the "
+                                            "services' zone_max_wait_s over the trainers' pacing: 30 s / 10 s)."),
 ) -> None:
     """Time to 95% of centralized NDCG@10: synchronous FedAvg against asynchronous FedAsync/FedBuff."""
     from facet.evaluation.datasets import DatasetName, load_events
@@ -92,13 +95,14 @@ def federation(
             result = run_zone_comparison(setup, seed_zones, sync_rounds=sync_rounds, buffer_size=buffer_size,
                                          server_lr=server_lr, decay_versions=decay_versions or None,
                                          sample_reference=sample_reference,  # type: ignore[arg-type]  # checked
-                                         on_partial=write_partial)
+                                         on_partial=write_partial, zone_wait_periods=zone_wait_periods)
         else:
             result = run_federation_benchmark(setup, central_epochs=central_epochs, sync_rounds=sync_rounds,
                                               buffer_size=buffer_size, alpha=alpha, server_lr=server_lr,
                                               decay_versions=decay_versions or None,
                                               sample_reference=sample_reference,  # type: ignore[arg-type]
-                                              on_partial=write_partial, zones=seed_zones)
+                                              on_partial=write_partial, zones=seed_zones,
+                                              zone_wait_periods=zone_wait_periods)
         console.print_json(json.dumps(result["summary"], default=str))
         runs.append({"seed": run_seed, **result})
     summary = summarize_seeds([run["summary"] for run in runs])

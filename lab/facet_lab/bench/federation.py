@@ -385,13 +385,13 @@ def bench_policy(mode: Literal["fedasync", "fedbuff"], *, buffer_size: int = 3, 
 
 
 def compare_hierarchy(setup: FederationSetup, zones: ZoneMap, policy: AggregationPolicy, budget: float,
-                      eval_every: float, tick: Callable[[], None], flat: Trace, flat_fetches: int
-                      ) -> tuple[dict[str, Any], Trace]:
+                      eval_every: float, tick: Callable[[], None], flat: Trace, flat_fetches: int,
+                      zone_wait_periods: float = ZONE_WAIT_PERIODS) -> tuple[dict[str, Any], Trace]:
     """FedBuff through a zone tier against the flat run ``flat`` of the same policy, setup and budget: the
     comparison's figures, and the hierarchical run's trace."""
-    # A zone waits at most three pacing periods before stepping what it holds, as the services' defaults
-    # do (zone_max_wait_s 30 s, trainers sending every 10 s); compute-bound, only full buffers are stepped.
-    zone_max_wait = ZONE_WAIT_PERIODS * setup.min_round_time or None
+    # A zone waits at most ``zone_wait_periods`` pacing periods before stepping what it holds (the services'
+    # defaults: zone_max_wait_s over the trainers' pacing); compute-bound, only full buffers are stepped.
+    zone_max_wait = zone_wait_periods * setup.min_round_time or None
     run = run_hierarchical(setup, zones, policy, budget, eval_every, tick, zone_max_wait=zone_max_wait)
     return {
         "zones": {z: list(r) for z, r in zones.zones.items()},
@@ -412,7 +412,8 @@ def compare_hierarchy(setup: FederationSetup, zones: ZoneMap, policy: Aggregatio
 def run_zone_comparison(setup: FederationSetup, zones: ZoneMap, *, sync_rounds: int, buffer_size: int = 3,
                         server_lr: float = 1.0, decay_versions: float | None = None,
                         sample_reference: Literal["running_mean", "buffer"] = "running_mean",
-                        on_partial: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                        on_partial: Callable[[dict[str, Any]], None] | None = None,
+                        zone_wait_periods: float = ZONE_WAIT_PERIODS) -> dict[str, Any]:
     """Only flat FedBuff and the same FedBuff through a zone tier, on the budget and policy
     :func:`run_federation_benchmark` gives them (its centralized, local-only, synchronous and FedAsync runs
     left out): the hierarchy's question alone."""
@@ -429,7 +430,8 @@ def run_zone_comparison(setup: FederationSetup, zones: ZoneMap, *, sync_rounds: 
             on_partial({"algorithms": dict(algorithms)})
         progress.update(task, description="hierarchical FedBuff (zone tier)")
         hierarchy, trace = compare_hierarchy(setup, zones, policy, budget, eval_every,
-                                             lambda: progress.advance(task), flat, len(fetches.fetched))
+                                             lambda: progress.advance(task), flat, len(fetches.fetched),
+                                             zone_wait_periods)
     algorithms["hierarchical_fedbuff"] = trace_figures(trace)
     return {"summary": {key: hierarchy[key] for key in ("cross_zone_bytes_ratio",
                                                         "ndcg10_ratio_hierarchical_vs_flat")},
@@ -444,7 +446,7 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
                              decay_versions: float | None = None,
                              sample_reference: Literal["running_mean", "buffer"] = "running_mean",
                              on_partial: Callable[[dict[str, Any]], None] | None = None,
-                             zones: ZoneMap | None = None,
+                             zones: ZoneMap | None = None, zone_wait_periods: float = ZONE_WAIT_PERIODS,
                              ) -> dict[str, Any]:
     """``on_partial`` sees what is known so far after the baselines and after each algorithm, so a run
     stopped early still leaves its figures. With ``zones``, FedBuff also runs hierarchically (a zone tier
@@ -503,7 +505,7 @@ def run_federation_benchmark(setup: FederationSetup, *, central_epochs: int, syn
             progress.update(task, description="hierarchical FedBuff (zone tier)")
             hierarchy, traces["hierarchical_fedbuff"] = compare_hierarchy(
                 setup, zones, policies["fedbuff"], budget, eval_every, lambda: progress.advance(task),
-                traces["fedbuff"], len(flat_fetches.fetched))
+                traces["fedbuff"], len(flat_fetches.fetched), zone_wait_periods)
             report_partial()
     target = 0.95 * central_metrics["overall"]["ndcg10"]
     results: dict[str, Any] = {}
