@@ -62,7 +62,10 @@ class AggregatorSettings(HttpServing):
     zone_catch_up_s: float = Field(default=5.0, ge=0, le=60)
     #: A zone steps over a partly filled buffer once its oldest update has waited this long, so a zone whose
     #: regions report rarely does not hold their updates back (0: only full buffers are stepped).
-    zone_max_wait_s: float = Field(default=30.0, ge=0, le=3600)
+    #: 15 s (1.5 of the trainers' 10 s pacing periods): in `facet bench federation --zones` the zone tier's
+    #: final NDCG@10 over flat's rose from 0.968 at 30 s to 0.9898 (mean of three seeds; retail 1.005), for
+    #: 0.30 of flat's cross-zone bytes instead of 0.25.
+    zone_max_wait_s: float = Field(default=15.0, ge=0, le=3600)
 
     @field_validator("zone")
     @classmethod

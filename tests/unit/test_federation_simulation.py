@@ -175,14 +175,14 @@ def test_the_zones_only_comparison_runs_flat_and_tiered_fedbuff_alone(setup: Fed
 
 def test_the_zone_wait_is_given_in_pacing_periods(setup: FederationSetup) -> None:
     """`--zone-wait-periods`: the wait bound the tier runs with is that many of the trainers' pacing periods
-    (30 s over 10 s by default, as the services), and none when regions are compute-bound."""
+    (15 s over 10 s by default, as the services), and none when regions are compute-bound."""
     zones = ZoneMap.parse("asia-americas:us,jp;europe:eu")
     paced = dataclasses.replace(setup, min_round_time=4.0)
     default = run_zone_comparison(paced, zones, sync_rounds=2, buffer_size=2)
-    shorter = run_zone_comparison(paced, zones, sync_rounds=2, buffer_size=2, zone_wait_periods=1.5)
-    unpaced = run_zone_comparison(setup, zones, sync_rounds=2, buffer_size=2, zone_wait_periods=1.5)
-    assert default["hierarchy"]["zone_max_wait"] == 12.0
-    assert shorter["hierarchy"]["zone_max_wait"] == 6.0
+    shorter = run_zone_comparison(paced, zones, sync_rounds=2, buffer_size=2, zone_wait_periods=0.5)
+    unpaced = run_zone_comparison(setup, zones, sync_rounds=2, buffer_size=2, zone_wait_periods=0.5)
+    assert default["hierarchy"]["zone_max_wait"] == 6.0
+    assert shorter["hierarchy"]["zone_max_wait"] == 2.0
     assert unpaced["hierarchy"]["zone_max_wait"] is None
     # A shorter wait forwards eu's lone updates sooner, so at least as many cross.
     assert (shorter["hierarchy"]["hierarchical_updates_crossing"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -51,9 +52,9 @@ def federation(
                               "'apac:jp,in,ae;emea:eu,uk;americas:us,br' (regions it leaves out form a zone 'rest')."),
     zones_only: bool = typer.Option(False, "--zones-only", help="With --zones: run only flat FedBuff and the "
                                     "zone tier (no centralized, local-only, synchronous or FedAsync run)."),
-    zone_wait_periods: float = typer.Option(3.0, min=0.0, help="With --zones: a zone steps a partly filled buffer "
+    zone_wait_periods: float = typer.Option(1.5, min=0.0, help="With --zones: a zone steps a partly filled buffer "
                                             "once its oldest update has waited this many pacing periods (the "
-                                            "services' zone_max_wait_s over the trainers' pacing: 30 s / 10 s)."),
+                                            "services' zone_max_wait_s over the trainers' pacing: 15 s / 10 s)."),
 ) -> None:
     """Time to 95% of centralized NDCG@10: synchronous FedAvg against asynchronous FedAsync/FedBuff."""
     from facet.evaluation.datasets import DatasetName, load_events
@@ -141,8 +142,9 @@ def privacy(
     config = DATASET_MODELS[name]
     split = leave_last_out(load_events(name, sessions=sessions, seed=seed + 7), config.feature_space())
     setup = build_setup(split, config, {}, seed=seed, local_steps=local_steps, max_tests=max_tests)
-    options = PrivacyOptions(rounds=rounds, expected_shoppers=expected_shoppers, clip_norm=clip_norm, lr=dp_lr,
-                             **({"frozen_parameters": ()} if train_all_parameters else {}))
+    options = PrivacyOptions(rounds=rounds, expected_shoppers=expected_shoppers, clip_norm=clip_norm, lr=dp_lr)
+    if train_all_parameters:
+        options = dataclasses.replace(options, frozen_parameters=())
     started = time.perf_counter()
 
     def write_partial(partial: dict[str, Any]) -> None:

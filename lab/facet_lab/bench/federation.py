@@ -42,8 +42,8 @@ from facet.model.training import candidates_seen_in
 from rich.progress import Progress
 
 KEY = b"bench-key"
-#: A zone's wait bound in pacing periods: the zone service's 30 s over the trainers' 10 s between updates.
-ZONE_WAIT_PERIODS = 3
+#: A zone's wait bound in pacing periods: the zone service's 15 s over the trainers' 10 s between updates.
+ZONE_WAIT_PERIODS = 1.5
 
 
 @dataclass
