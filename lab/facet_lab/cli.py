@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import typer
 from facet.config import DEFAULT_REGIONS
@@ -222,7 +223,7 @@ def audit_privacy(
     clip_norm: float = typer.Option(1.0),
     sessions: int = typer.Option(1_500, help="Synthetic sessions of the region's real shoppers."),
     canaries: int = typer.Option(1_000, min=10, help="Canary shoppers, each trained on with probability 1/2."),
-    lr: float = typer.Option(1e-2),
+    lr: float | None = typer.Option(None, help="Adam's learning rate under DP (default: the trainer's)."),
     seed: int = typer.Option(0),
 ) -> None:
     """One-run privacy audit: canaries in, membership guesses out, an empirical lower bound on epsilon that
@@ -234,9 +235,10 @@ def audit_privacy(
     from facet_lab.bench.common import write_result
     from facet_lab.privacy_audit import AuditSetup, run_privacy_audit
 
+    chosen: dict[str, Any] = {"lr": lr} if lr is not None else {}
     privacy = PrivacySettings(epsilon=epsilon, delta=delta, sample_rate=sample_rate, steps_per_period=steps,
-                              clip_norm=clip_norm, pace=False)
-    result = run_privacy_audit(AuditSetup(sessions=sessions, canaries=canaries, privacy=privacy, lr=lr, seed=seed))
+                              clip_norm=clip_norm, pace=False, **chosen)
+    result = run_privacy_audit(AuditSetup(sessions=sessions, canaries=canaries, privacy=privacy, seed=seed))
     summary = result.pop("summary")
     write_result(json_path, summary, **result)
     typer.echo(json.dumps(summary, indent=2))

@@ -40,7 +40,6 @@ class AuditSetup:
     privacy: PrivacySettings = field(default_factory=lambda: PrivacySettings(
         epsilon=8.0, sample_rate=0.05, steps_per_period=100, pace=False))
     model: ModelConfig = field(default_factory=lambda: ModelConfig(id_buckets=8_192, max_history=20))
-    lr: float = 1e-2
     seed: int = 0
 
 
@@ -68,7 +67,7 @@ def run_privacy_audit(setup: AuditSetup, accountant: Accountant = spent_epsilon,
                         for i in np.flatnonzero(included)]
     region_bucket = setup.model.feature_space().region_bucket(REGION)
     pool = shopper_windows([(region_bucket, items) for items in shoppers + canary_sequences], setup.model.max_history)
-    learner = LocalLearner(setup.model, "fp32", lr=setup.lr, privacy=setup.privacy, seed=setup.seed)
+    learner = LocalLearner(setup.model, "fp32", privacy=setup.privacy, seed=setup.seed)
     learner.load_global(new_model(setup.model, seed=setup.seed).state_dict(), version=1)
     steps = setup.privacy.steps_per_period
     with torch.random.fork_rng(devices=[]), Progress(transient=True, disable=not show_progress) as progress:

@@ -125,6 +125,15 @@ def test_a_private_learner_refuses_the_non_private_loop() -> None:
         learner.train(catalogue, pool.windows)
 
 
+def test_dp_sgd_steps_at_the_privacy_rate_and_plain_training_at_the_trainers() -> None:
+    """DP-SGD's few, large steps need their own rate (`PrivacySettings.lr`); turning DP off goes back to
+    the trainer's rate."""
+    private = LocalLearner(SMALL, "fp32", lr=1e-3, privacy=PrivacySettings(lr=0.04), seed=0)
+    plain = LocalLearner(SMALL, "fp32", lr=1e-3, privacy=PrivacySettings(enabled=False, lr=0.04), seed=0)
+    assert {group["lr"] for group in private.optimizer.param_groups} == {0.04}
+    assert {group["lr"] for group in plain.optimizer.param_groups} == {1e-3}
+
+
 def test_noise_is_derived_from_the_budget_and_spending_it_all_costs_epsilon() -> None:
     settings = PrivacySettings(epsilon=4.0, delta=1e-7, sample_rate=0.02, steps_per_period=1_000)
     assert settings.noise_multiplier() > 0.5

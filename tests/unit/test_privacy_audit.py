@@ -38,8 +38,8 @@ def _under_reporting_accountant(settings: PrivacySettings, steps: int) -> float:
 
 def test_the_audit_catches_an_accountant_that_under_reports_the_sampling_rate() -> None:
     privacy = PrivacySettings(epsilon=50, delta=1e-5, sample_rate=0.5, steps_per_period=30, pace=False,
-                              chunk_shoppers=16)
-    setup = AuditSetup(sessions=50, canaries=800, privacy=privacy, lr=0.05,
+                              chunk_shoppers=16, lr=0.05)
+    setup = AuditSetup(sessions=50, canaries=800, privacy=privacy,
                        model=ModelConfig(id_buckets=4_096, dim=16, companion_dim=8, max_history=6))
     result = run_privacy_audit(setup, accountant=_under_reporting_accountant, show_progress=False)
     bound = result["summary"]["epsilon_empirical_lower_bound"]

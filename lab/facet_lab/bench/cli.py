@@ -120,7 +120,8 @@ def privacy(
     local_steps: int = typer.Option(4, min=1, help="Steps per region per round (DP-SGD steps under DP)."),
     expected_shoppers: int = typer.Option(256, min=1, help="Expected shoppers per DP-SGD step, every region."),
     clip_norm: float = typer.Option(0.1, help="Bound on one shopper's gradient."),
-    dp_lr: float = typer.Option(1e-2, help="Local learning rate under DP (Adam)."),
+    dp_lr: float | None = typer.Option(None, help="Adam's learning rate under DP (default: the trainer's, "
+                                       "PrivacySettings.lr)."),
     epsilon: list[float] = typer.Option([1.0, 2.0, 4.0, 8.0], help="Budgets to run (repeatable)."),
     train_all_parameters: bool = typer.Option(
         False, help="Train the per-item id and companion rows under DP too (frozen by default: see "
@@ -142,7 +143,9 @@ def privacy(
     config = DATASET_MODELS[name]
     split = leave_last_out(load_events(name, sessions=sessions, seed=seed + 7), config.feature_space())
     setup = build_setup(split, config, {}, seed=seed, local_steps=local_steps, max_tests=max_tests)
-    options = PrivacyOptions(rounds=rounds, expected_shoppers=expected_shoppers, clip_norm=clip_norm, lr=dp_lr)
+    options = PrivacyOptions(rounds=rounds, expected_shoppers=expected_shoppers, clip_norm=clip_norm)
+    if dp_lr is not None:
+        options = dataclasses.replace(options, lr=dp_lr)
     if train_all_parameters:
         options = dataclasses.replace(options, frozen_parameters=())
     started = time.perf_counter()

@@ -40,7 +40,7 @@ class PrivacyOptions:
     expected_shoppers: int = 256
     clip_norm: float = 0.1
     delta: float = 1e-7
-    lr: float = 1e-2
+    lr: float = PrivacySettings.model_fields["lr"].default
     frozen_parameters: tuple[str, ...] = PrivacySettings.model_fields["frozen_parameters"].default
 
 
@@ -78,9 +78,9 @@ class _TimedRegion(_Region):
 
 class _PrivateRegion(_Region):
     def __init__(self, name: str, setup: FederationSetup, index: int, privacy: PrivacySettings,
-                 pool: ShopperWindows, lr: float, measured: _Measured) -> None:
+                 pool: ShopperWindows, measured: _Measured) -> None:
         super().__init__(name, setup, index)
-        self.learner = LocalLearner(setup.config, setup.codec, lr=lr, privacy=privacy, seed=setup.seed + index)
+        self.learner = LocalLearner(setup.config, setup.codec, privacy=privacy, seed=setup.seed + index)
         self.pool = pool
         self.measured = measured
 
@@ -107,7 +107,7 @@ def region_privacy(setup: FederationSetup, pool: ShopperWindows, region: str, ep
     return PrivacySettings(epsilon=epsilon, delta=options.delta, sample_rate=min(1.0, options.expected_shoppers
                                                                                   / max(pool.shoppers, 1)),
                            steps_per_period=rounds * setup.steps_for(region), clip_norm=options.clip_norm,
-                           pace=False, frozen_parameters=options.frozen_parameters)
+                           pace=False, frozen_parameters=options.frozen_parameters, lr=options.lr)
 
 
 def run_privacy_benchmark(setup: FederationSetup, options: PrivacyOptions, epsilons: Sequence[float] = EPSILONS,
@@ -141,7 +141,7 @@ def run_privacy_benchmark(setup: FederationSetup, options: PrivacyOptions, epsil
 
             def private_region(name: str, s: FederationSetup, i: int, m: _Measured = measured,
                                p: dict[str, PrivacySettings] = privacy) -> _Region:
-                return _PrivateRegion(name, s, i, p[name], pools[name], options.lr, m)
+                return _PrivateRegion(name, s, i, p[name], pools[name], m)
 
             trace = run_async(setup, policy, f"dp_eps{epsilon:g}", budget, budget / 3,
                               lambda: progress.advance(task), make_region=private_region)

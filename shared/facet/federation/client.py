@@ -47,14 +47,15 @@ class PreparedUpdate:
 class LocalLearner:
     """With ``privacy`` enabled the learner trains only with :meth:`train_private` (shopper-level DP-SGD),
     and what it publishes besides the noisy delta is data-independent: the sample count is the expected
-    one and no loss or throughput is reported."""
+    one and no loss or throughput is reported. ``lr`` is the non-private rate; DP-SGD uses ``privacy.lr``."""
 
     def __init__(
         self, config: ModelConfig, codec: str, *, lr: float = 3e-3, privacy: PrivacySettings | None = None,
         seed: int = 0,
     ) -> None:
         self.model = new_model(config, seed)
-        self.optimizer = make_optimizer(self.model, lr)
+        # Under DP the privacy settings carry their own rate: DP-SGD's steps are few and large.
+        self.optimizer = make_optimizer(self.model, privacy.lr if privacy is not None and privacy.enabled else lr)
         self.codec = CodecSpec.parse(codec)
         self.feedback = ErrorFeedback()
         self.privacy = privacy

@@ -38,6 +38,10 @@ class PrivacySettings(BaseModel):
     #: coordinates) and each gets the signal of the few shoppers who touched that item, while the noise
     #: lands on all of them; the attribute path, the encoder and the item biases carry what DP can learn.
     frozen_parameters: tuple[str, ...] = ("item_id.weight", "companion.weight")
+    #: Adam's learning rate under DP-SGD (the trainer's own ``lr`` is for non-private training). DP takes
+    #: few, large steps (one per Poisson sample of shoppers), so it needs a larger rate: at 104k shoppers,
+    #: ε 8, `facet bench privacy` kept 0.746 of the non-private NDCG@10 at 1e-2, 0.946 at 3e-2, 0.675 at 1e-1.
+    lr: float = Field(default=3e-2, gt=0, le=1)
     #: Spread the period's steps evenly over it (plus ``burst_steps``), so a trainer never spends a day's
     #: budget in its first hour and then sits silent.
     pace: bool = True
