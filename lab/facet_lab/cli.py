@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 import typer
 from facet.config import DEFAULT_REGIONS
@@ -235,9 +234,9 @@ def audit_privacy(
     from facet_lab.bench.common import write_result
     from facet_lab.privacy_audit import AuditSetup, run_privacy_audit
 
-    chosen: dict[str, Any] = {"lr": lr} if lr is not None else {}
     privacy = PrivacySettings(epsilon=epsilon, delta=delta, sample_rate=sample_rate, steps_per_period=steps,
-                              clip_norm=clip_norm, pace=False, **chosen)
+                              clip_norm=clip_norm, pace=False,
+                              lr=PrivacySettings.model_fields["lr"].default if lr is None else lr)
     result = run_privacy_audit(AuditSetup(sessions=sessions, canaries=canaries, privacy=privacy, seed=seed))
     summary = result.pop("summary")
     write_result(json_path, summary, **result)

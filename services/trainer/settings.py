@@ -27,6 +27,7 @@ class TrainerSettings(HttpServing):
     model_name: str = "facet-recommender"
     model: ModelConfig = Field(default_factory=ModelConfig)
     codec: str = "rows+int8+zstd"
+    #: Adam's rate for non-private training; under DP (on by default) `privacy.lr` is used instead.
     lr: float = Field(default=1e-2, gt=0)
     batch_size: int = Field(default=64, ge=1)
     #: Publish an update every N trained samples or T seconds, whichever comes first.
