@@ -141,3 +141,49 @@ def test_the_dense_forward_dp_sgd_batches_is_the_training_loss() -> None:
                                    torch.from_numpy(windows.regions))
     assert int(dense_count) == count
     assert float(total / dense_count) == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_per_shopper_gradients_of_the_dense_forward_are_the_training_losss() -> None:
+    """DP-SGD's per-shopper gradients (vmap over the dense forward, which reaches the attribute rows without
+    forming the item vectors) must be what autograd gives for each shopper's windows through the training
+    loss, for every parameter, trained id rows included."""
+    import pytest
+    from facet.model.examples import make_windows
+    from facet.model.network import ModelConfig
+    from torch.func import functional_call, grad, vmap
+
+    config = ModelConfig(id_buckets=512, attribute_buckets=128, dim=16, max_history=6, dropout=0.0, id_dropout=0.0,
+                         companion_dim=8)
+    model = new_model(config, seed=2)
+    with torch.no_grad():
+        model.recency.normal_()
+        model.item_id.weight.normal_(std=0.3)
+        model.item_bias.weight.normal_()
+    rng = np.random.default_rng(3)
+    items = (torch.from_numpy(rng.integers(0, 512, 40)), torch.from_numpy(rng.integers(0, 128, (40, 7))))
+    candidates = torch.from_numpy(rng.random(40) < 0.8)
+    shoppers = [make_windows([(1, [i for i in rng.integers(0, 40, 9) if candidates[i]])], 6) for _ in range(4)]
+    depth = max(len(w) for w in shoppers)
+    inputs = torch.full((len(shoppers), depth, 6), -1, dtype=torch.int64)
+    targets = inputs.clone()
+    regions = torch.ones((len(shoppers), depth), dtype=torch.int64)
+    for s, windows in enumerate(shoppers):
+        inputs[s, : len(windows)] = torch.from_numpy(windows.inputs)
+        targets[s, : len(windows)] = torch.from_numpy(windows.targets)
+    parameters = {name: p.detach() for name, p in model.named_parameters()}
+
+    def shopper_loss(params: dict[str, torch.Tensor], i: torch.Tensor, t: torch.Tensor, r: torch.Tensor
+                     ) -> torch.Tensor:
+        total, count = functional_call(model, params, (items, i, t, r, candidates))
+        return total / count
+
+    batched = vmap(grad(shopper_loss), in_dims=(None, 0, 0, 0))(parameters, inputs, targets, regions)
+    for s, windows in enumerate(shoppers):
+        model.zero_grad()
+        loss, _count = model.loss(items, windows, candidates)
+        loss.backward()
+        for name, parameter in model.named_parameters():
+            expected = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+            assert batched[name][s] == pytest.approx(expected, abs=1e-5), name
+        assert float(batched["attribute.weight"][s].abs().sum()) > 0
+        assert float(batched["item_id.weight"][s].abs().sum()) > 0

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
+from torch.nn import functional
 
 from facet.config import DEFAULT_REGIONS
 from facet.model.examples import PAD, Windows
@@ -107,13 +108,18 @@ class SequenceRecommender(nn.Module):
 
     def item_vectors(self, buckets: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
         """[N] id buckets and [N, F] attribute codes → [N, dim] item vectors."""
+        return summed_rows(self._content_table(), attributes) + self._id_vectors(buckets)
+
+    def _content_table(self) -> torch.Tensor:
         # Scaled before the sum: the same vectors, and a backward that scales [rows, dim], not [items, dim].
-        content = summed_rows(self.attribute.weight / NUM_ITEM_FEATURES**0.5, attributes)
+        return self.attribute.weight / NUM_ITEM_FEATURES**0.5
+
+    def _id_vectors(self, buckets: torch.Tensor) -> torch.Tensor:
         ids = self.item_id(buckets)
         if self.training and self.config.id_dropout > 0:
             keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.config.id_dropout
             ids = ids * keep
-        return content + ids
+        return ids
 
     def shopper_states(
         self, history_vectors: torch.Tensor, regions: torch.Tensor, unrolled: bool = False
@@ -168,7 +174,13 @@ class SequenceRecommender(nn.Module):
         summarises) feed the pairwise and repeat terms, which work on exact items where the encoder's
         state is a blurred summary.
         """
-        logits = states @ item_vectors.T + self.item_bias(buckets).squeeze(-1)
+        return self._item_terms(states @ item_vectors.T, buckets, histories, ends)
+
+    def _item_terms(self, dots: torch.Tensor, buckets: torch.Tensor, histories: torch.Tensor | None,
+                    ends: torch.Tensor | None) -> torch.Tensor:
+        """[M, N] state·item products → scores: plus the item biases and, given the histories, the
+        pairwise and repeat terms."""
+        logits = dots + self.item_bias(buckets).squeeze(-1)
         if histories is None or ends is None:
             return logits
         distance = ends.unsqueeze(1) - torch.arange(histories.shape[1], device=histories.device).unsqueeze(0)
@@ -219,13 +231,24 @@ class SequenceRecommender(nn.Module):
         """The summed loss and the number of predictions of windows ``inputs``/``targets`` [K, L] (PAD
         where absent) in ``regions`` [K]: the same loss as :meth:`prediction_losses`, computed densely
         (every position, padding masked) so ``torch.func.vmap`` can batch it over shoppers (DP-SGD)."""
+        # The item vectors are never formed as one [N, dim] tensor that the shopper's loss reaches through:
+        # under vmap its gradient would be an [N, dim] tensor per shopper (and a copy of it per use), which
+        # made DP-SGD's cost per sample grow with the catalogue. Both uses go to the attribute rows directly
+        # (same values): the history's items gather their rows, and the scores are the states against the
+        # rows, summed over each item's codes, so a shopper's gradient reaches the table as [rows, dim].
         buckets, attributes = items
-        item_vectors = self.item_vectors(buckets, attributes)
-        states = self.shopper_states(history_vectors(item_vectors, inputs), regions, unrolled=True)
+        table = self._content_table()
+        ids = self._id_vectors(buckets)
+        present = (inputs != PAD).unsqueeze(-1)
+        known = inputs.clamp(min=0)
+        history = (functional.embedding(attributes[known], table).sum(dim=-2) + ids[known]) * present
+        states = self.shopper_states(history, regions, unrolled=True)
         windows, length = inputs.shape
+        flat_states = states.reshape(windows * length, -1)
+        dots = summed_rows(table @ flat_states.T, attributes).T + flat_states @ ids.T
         histories = inputs.repeat_interleave(length, dim=0)
         ends = torch.arange(length, device=inputs.device).repeat(windows)
-        logits = self.scores(states.reshape(windows * length, -1), item_vectors, buckets, histories, ends)
+        logits = self._item_terms(dots, buckets, histories, ends)
         if candidates is not None:
             logits = logits.masked_fill(~candidates, float("-inf"))
         flat_targets = targets.reshape(-1)

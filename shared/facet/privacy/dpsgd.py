@@ -10,7 +10,9 @@
 4. the optimizer steps on that noisy gradient (post-processing: Adam keeps the guarantee).
 
 Per-shopper gradients come from ``torch.func.vmap`` over a chunk of shoppers of ``grad`` of one
-shopper's loss (the model's dense forward: each shopper's windows padded to the chunk's most). The item
+shopper's loss (the model's dense forward: each shopper's windows padded to the chunk's most; it reaches
+the attribute rows without forming the [catalogue, dim] item vectors, whose per-shopper gradient made a
+step's cost per sample grow with the catalogue). The item
 tables are large (32k hashed rows) while a catalogue touches a few thousand, so the per-shopper
 gradients are taken with respect to the catalogue's rows only (a compact copy of each table) and scattered
 back afterwards: the same gradient, a tenth of the memory. Rows no catalogue item uses have a zero

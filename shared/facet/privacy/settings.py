@@ -30,9 +30,10 @@ class PrivacySettings(BaseModel):
     #: A sampled shopper contributes at most this many windows (a random choice of theirs): bounds compute,
     #: not privacy (clipping does that).
     max_windows_per_shopper: int = Field(default=4, ge=1)
-    #: Shoppers whose per-shopper gradients are computed together (memory ~ chunk × catalogue × dim floats, a
-    #: few times over: ~80 MB a copy for 32 shoppers and 10k items). Measured on one core, 100k synthetic
-    #: sessions (2,658 items), seconds per sample: 5.0e-4 at 8, 3.8e-4 at 16, 3.1–3.4e-4 at 32, 5.2e-4 at 64.
+    #: Shoppers whose per-shopper gradients are computed together (memory ~ chunk × catalogue × positions
+    #: floats, the scores, a few times over). Measured on one core, 100k synthetic sessions (2,658 items),
+    #: seconds per sample: 5.0e-4 at 8, 3.8e-4 at 16, 3.1–3.4e-4 at 32, 5.2e-4 at 64 (before the dense
+    #: forward stopped forming a [catalogue, dim] gradient per shopper).
     chunk_shoppers: int = Field(default=32, ge=1, le=256)
     #: Parameters not trained under DP. Per-item id and companion rows are most of the model (3M of 3.5M
     #: coordinates) and each gets the signal of the few shoppers who touched that item, while the noise
