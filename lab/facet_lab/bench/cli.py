@@ -21,6 +21,14 @@ def _report(path: Path, payload: dict[str, object]) -> None:
     console.print(f"full result: {path}")
 
 
+#: How regions are paced, shared by every benchmark that simulates the federation.
+STEPS_BY_DATA_HELP = ("Local steps per round in proportion to each region's data (FedAvg's local epochs: a big "
+                      "market's round takes longer).")
+MIN_ROUND_TIME_HELP = ("Pace every region to at most one round per this many time units, as the trainer service "
+                       "is paced by its event stream (the default regime; 0: compute-bound, each trains as fast as "
+                       "its compute allows, re-training its data).")
+
+
 @bench_app.command("federation")
 def federation(
     dataset: str = typer.Option("synthetic", help="synthetic, jewelry or retail."),
@@ -37,12 +45,8 @@ def federation(
     alpha: float = typer.Option(0.6, help="FedAsync mixing weight."),
     server_lr: float = typer.Option(1.5, help="FedBuff server learning rate."),
     decay_versions: float = typer.Option(50.0, help="Server step decay 1/sqrt(1+v/this); 0 turns it off."),
-    steps_by_data: bool = typer.Option(True, help="Local steps per round in proportion to each region's data "
-                                       "(FedAvg's local epochs: a big market's round takes longer)."),
-    min_round_time: float = typer.Option(10.0, min=0.0, help="Pace every region to at most one round per this "
-                                         "many time units, as the trainer service is paced by its event stream "
-                                         "(the default regime; 0: compute-bound, each trains as fast as its "
-                                         "compute allows, re-training its data)."),
+    steps_by_data: bool = typer.Option(True, help=STEPS_BY_DATA_HELP),
+    min_round_time: float = typer.Option(10.0, min=0.0, help=MIN_ROUND_TIME_HELP),
     sample_reference: str = typer.Option("running_mean", help="Async sample counts against the running mean "
                                          "(regions count by samples trained) or the buffer's mean (FedBuff paper)."),
     seed: int = typer.Option(0, help="The first seed."),
@@ -117,7 +121,8 @@ def privacy(
     json_path: Path = typer.Option(Path("reports/bench-privacy.json"), "--json"),
     sessions: int = typer.Option(100_000, help="Synthetic sessions (the target needs at least 100,000 shoppers)."),
     rounds: int = typer.Option(12, min=1, help="Federated time budget, in synchronous-round times."),
-    local_steps: int = typer.Option(4, min=1, help="Steps per region per round (DP-SGD steps under DP)."),
+    local_steps: int = typer.Option(4, min=1, help="Steps per round of the mean region (DP-SGD steps "
+                                     "under DP; in proportion to its data with --steps-by-data)."),
     expected_shoppers: int = typer.Option(256, min=1, help="Expected shoppers per DP-SGD step, every region."),
     clip_norm: float = typer.Option(0.1, help="Bound on one shopper's gradient."),
     dp_lr: float | None = typer.Option(None, help="Adam's learning rate under DP (default: the trainer's, "
@@ -126,6 +131,8 @@ def privacy(
     train_all_parameters: bool = typer.Option(
         False, help="Train the per-item id and companion rows under DP too (frozen by default: see "
                     "PrivacySettings.frozen_parameters); measures whether a population pays for them."),
+    steps_by_data: bool = typer.Option(True, help=STEPS_BY_DATA_HELP),
+    min_round_time: float = typer.Option(10.0, min=0.0, help=MIN_ROUND_TIME_HELP),
     max_tests: int = typer.Option(3_000, help="Held-out cases scored (a seeded sample)."),
     seed: int = typer.Option(0),
 ) -> None:
@@ -142,7 +149,8 @@ def privacy(
     name = DatasetName(dataset)
     config = DATASET_MODELS[name]
     split = leave_last_out(load_events(name, sessions=sessions, seed=seed + 7), config.feature_space())
-    setup = build_setup(split, config, {}, seed=seed, local_steps=local_steps, max_tests=max_tests)
+    setup = build_setup(split, config, {}, seed=seed, local_steps=local_steps, max_tests=max_tests,
+                        steps_by_data=steps_by_data, min_round_time=min_round_time)
     options = PrivacyOptions(rounds=rounds, expected_shoppers=expected_shoppers, clip_norm=clip_norm)
     if dp_lr is not None:
         options = dataclasses.replace(options, lr=dp_lr)

@@ -154,7 +154,7 @@ def run_privacy_benchmark(setup: FederationSetup, options: PrivacyOptions, epsil
                             for r, p in privacy.items()},
             }
             partial()
-    result = summarize(runs, baselines, pools, options, budget)
+    result = summarize(runs, baselines, pools, options, budget, setup)
     # DP-SGD forms a [catalogue, dim] gradient for every sampled shopper where non-private training forms one
     # per batch, so the per-sample ratio grows with the catalogue: record it beside the timing.
     result["catalogue_items"] = len(setup.split.catalogue)
@@ -166,7 +166,7 @@ def _ndcg(run: dict[str, Any]) -> float:
 
 
 def summarize(runs: dict[str, dict[str, Any]], baselines: dict[str, Any], pools: dict[str, ShopperWindows],
-              options: PrivacyOptions, budget: float) -> dict[str, Any]:
+              options: PrivacyOptions, budget: float, setup: FederationSetup) -> dict[str, Any]:
     plain = max(_ndcg(runs["no_dp"]), 1e-12)
     best_baseline = max(baselines, key=lambda b: baselines[b]["overall"]["ndcg10"])
     best_baseline_ndcg = float(baselines[best_baseline]["overall"]["ndcg10"])
@@ -187,4 +187,7 @@ def summarize(runs: dict[str, dict[str, Any]], baselines: dict[str, Any], pools:
         summary["eps8_beats_best_baseline"] = _ndcg(runs["eps8"]) > best_baseline_ndcg
     return {"summary": summary, "runs": runs, "baselines": baselines,
             "options": {**options.__dict__, "time_budget": budget},
+            "pacing": {"local_steps": setup.local_steps, "steps_by_data": setup.steps_by_data,
+                       "min_round_time": setup.min_round_time,
+                       "steps_per_round": {r: setup.steps_for(r) for r in setup.regions}},
             "regions": {r: p.shoppers for r, p in pools.items()}}
