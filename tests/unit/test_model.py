@@ -143,13 +143,11 @@ def test_the_dense_forward_dp_sgd_batches_is_the_training_loss() -> None:
     assert float(total / dense_count) == pytest.approx(float(loss), rel=1e-5)
 
 
-def test_per_shopper_gradients_of_the_dense_forward_are_the_training_losss() -> None:
+def test_per_shopper_gradients_of_the_dense_forward_match_the_training_loss() -> None:
     """DP-SGD's per-shopper gradients (vmap over the dense forward, which reaches the attribute rows without
     forming the item vectors) must be what autograd gives for each shopper's windows through the training
     loss, for every parameter, trained id rows included."""
     import pytest
-    from facet.model.examples import make_windows
-    from facet.model.network import ModelConfig
     from torch.func import functional_call, grad, vmap
 
     config = ModelConfig(id_buckets=512, attribute_buckets=128, dim=16, max_history=6, dropout=0.0, id_dropout=0.0,

@@ -155,8 +155,8 @@ def run_privacy_benchmark(setup: FederationSetup, options: PrivacyOptions, epsil
             }
             partial()
     result = summarize(runs, baselines, pools, options, budget, setup)
-    # DP-SGD forms a [catalogue, dim] gradient for every sampled shopper where non-private training forms one
-    # per batch, so the per-sample ratio grows with the catalogue: record it beside the timing.
+    # DP-SGD scores every sampled shopper's positions against the catalogue, so its per-sample cost still
+    # depends on the catalogue's size: record it beside the timing.
     result["catalogue_items"] = len(setup.split.catalogue)
     return result
 

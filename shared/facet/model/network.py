@@ -241,6 +241,7 @@ class SequenceRecommender(nn.Module):
         ids = self._id_vectors(buckets)
         present = (inputs != PAD).unsqueeze(-1)
         known = inputs.clamp(min=0)
+        # (A plain gather-and-sum, not summed_rows: here the codes differ per shopper, the table does not.)
         history = (functional.embedding(attributes[known], table).sum(dim=-2) + ids[known]) * present
         states = self.shopper_states(history, regions, unrolled=True)
         windows, length = inputs.shape
