@@ -79,7 +79,8 @@ class TrainerService:
         self.learner = LocalLearner(settings.model, settings.codec, lr=settings.lr, privacy=settings.privacy,
                                     seed=stable_bucket("replica/" + settings.replica_id, 2**31))
         self.budget = PrivacyBudget(settings.privacy) if self.private else None
-        #: Why the last round under DP trained nothing ("paced", "budget_exhausted"), None when it trained.
+        #: Why the last round under DP trained nothing ("paced", "budget_exhausted", "too_few_shoppers": the
+        #: window is too small for its noise, see PrivacySettings.max_step_noise), None when it trained.
         self.privacy_state: str | None = None
         self._new_events_since_update = False
         statistics = settings.statistics
@@ -140,6 +141,7 @@ class TrainerService:
                 "steps_spent": self.budget.steps, "steps_per_period": privacy.steps_per_period,
                 "noise_multiplier": privacy.noise_multiplier(), "sample_rate": privacy.sample_rate,
                 "clip_norm": privacy.clip_norm, "exhausted": self.budget.exhausted,
+                "max_step_noise": privacy.max_step_noise, "shoppers_needed": privacy.shoppers_needed(),
                 "state": self.privacy_state or "training"}
 
     async def on_model(self, parameters: dict[str, torch.Tensor], model: GlobalModel) -> None:
@@ -288,16 +290,17 @@ class TrainerService:
         self._new_events_since_update = False
         pool = self.examples.shopper_windows(self.region_bucket)
         steps = min(self.settings.private_steps_per_update, self.budget.steps_allowed())
-        state = None if steps else ("budget_exhausted" if self.budget.exhausted else "paced")
+        state = (("budget_exhausted" if self.budget.exhausted else "paced") if not steps
+                 else "too_few_shoppers" if self.settings.privacy.too_few_shoppers(pool.shoppers) else None)
         m.DP_BUDGET_EXHAUSTED.labels(self.region).set(1 if state == "budget_exhausted" else 0)
         if state != self.privacy_state:
             self.log.info("privacy_state", state=state or "training", epsilon_spent=self.budget.epsilon(),
-                          steps_spent=self.budget.steps, period_ends_at=self.budget.period_ends_at)
+                          steps_spent=self.budget.steps, period_ends_at=self.budget.period_ends_at,
+                          window_shoppers=pool.shoppers,
+                          step_noise=round(self.settings.privacy.step_noise(pool.shoppers), 4))
         self.privacy_state = state
         if state is not None:
             m.DP_ROUNDS_SKIPPED.labels(self.region, state).inc()
-            return
-        if not pool.shoppers:
             return
         self.budget.spend(steps)  # before training: a crash mid-way over-counts, never under-counts
         before = self.learner.unsent_samples

@@ -144,6 +144,18 @@ def test_noise_is_derived_from_the_budget_and_spending_it_all_costs_epsilon() ->
         > settings.noise_multiplier()
 
 
+def test_a_pool_trains_only_when_its_steps_carry_no_more_noise_than_allowed() -> None:
+    settings = PrivacySettings(epsilon=8.0, sample_rate=0.05, steps_per_period=2_000, max_step_noise=0.05)
+    needed = settings.shoppers_needed()
+    # The noise on a step's mean gradient is the multiplier over the expected shoppers sampled.
+    assert settings.step_noise(1_000) == pytest.approx(settings.noise_multiplier() / 50)
+    assert settings.step_noise(needed) <= 0.05 < settings.step_noise(needed - 1)
+    assert settings.too_few_shoppers(needed - 1) and not settings.too_few_shoppers(needed)
+    assert settings.too_few_shoppers(0)
+    # A tighter budget needs more noise, so more shoppers before its steps are worth taking.
+    assert PrivacySettings(epsilon=1.0, sample_rate=0.05, steps_per_period=2_000).shoppers_needed() > needed
+
+
 class _Clock:
     def __init__(self, now: float) -> None:
         self.now = now

@@ -128,6 +128,10 @@ def privacy(
     dp_lr: float | None = typer.Option(None, help="Adam's learning rate under DP (default: the trainer's, "
                                        "PrivacySettings.lr)."),
     epsilon: list[float] = typer.Option([1.0, 2.0, 4.0, 8.0], help="Budgets to run (repeatable)."),
+    max_step_noise: float | None = typer.Option(
+        None, help="Regions whose steps would carry more noise than this (noise multiplier over expected "
+                   "shoppers) sit out under DP (default: the trainer's, PrivacySettings.max_step_noise; "
+                   "a large value lets every region train)."),
     train_all_parameters: bool = typer.Option(
         False, help="Train the per-item id and companion rows under DP too (frozen by default: see "
                     "PrivacySettings.frozen_parameters); measures whether a population pays for them."),
@@ -154,6 +158,8 @@ def privacy(
     options = PrivacyOptions(rounds=rounds, expected_shoppers=expected_shoppers, clip_norm=clip_norm)
     if dp_lr is not None:
         options = dataclasses.replace(options, lr=dp_lr)
+    if max_step_noise is not None:
+        options = dataclasses.replace(options, max_step_noise=max_step_noise)
     if train_all_parameters:
         options = dataclasses.replace(options, frozen_parameters=())
     started = time.perf_counter()

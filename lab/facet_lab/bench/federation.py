@@ -206,7 +206,8 @@ def _evaluate_until(now: float, next_eval: float, eval_every: float, aggregator:
     return next_eval
 
 
-RegionFactory = Callable[[str, FederationSetup, int], "_Region"]
+#: Builds a simulated region; None: the region takes no part (under DP, one too small for its budget).
+RegionFactory = Callable[[str, FederationSetup, int], "_Region | None"]
 AppliedObserver = Callable[[Aggregator, ModelUpdate, Outcome], None]
 
 
@@ -225,7 +226,8 @@ def run_async(setup: FederationSetup, policy: AggregationPolicy, name: str, time
 def _async(setup: FederationSetup, policy: AggregationPolicy, name: str, time_budget: float, eval_every: float,
            tick: Callable[[], None], make_region: RegionFactory | None, observe: AppliedObserver | None) -> Trace:
     aggregator = _aggregator(setup, policy)
-    regions = [(make_region or _Region)(r, setup, i) for i, r in enumerate(setup.regions)]
+    built = [(make_region or _Region)(r, setup, i) for i, r in enumerate(setup.regions)]
+    regions = [region for region in built if region is not None]
     trace = Trace(name)
     pending: list[tuple[float, int, ModelUpdate]] = []
     started = time.perf_counter()

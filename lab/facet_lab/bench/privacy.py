@@ -5,8 +5,10 @@ clock) is run once without DP and once per epsilon, each region training with DP
 (:mod:`facet.privacy.dpsgd`) through the same :class:`LocalLearner` as the trainer service. A region's
 budget is the whole run: its noise is set so the steps it takes in the time budget spend exactly epsilon
 (at its own sampling rate: ``expected_shoppers`` over its number of shoppers, so a small market samples a
-larger share of its shoppers and needs more noise). The best non-private baseline of ``facet eval``
-(popularity, co-occurrence, item-kNN) is scored on the same test cases.
+larger share of its shoppers and needs more noise; one whose steps would carry more noise than
+``max_step_noise`` sits the run out, as the trainer service waits for shoppers enough). The best
+non-private baseline of ``facet eval`` (popularity, co-occurrence, item-kNN) is scored on the same test
+cases.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class PrivacyOptions:
     delta: float = 1e-7
     lr: float = PrivacySettings.model_fields["lr"].default
     frozen_parameters: tuple[str, ...] = PrivacySettings.model_fields["frozen_parameters"].default
+    max_step_noise: float = PrivacySettings.model_fields["max_step_noise"].default
 
 
 def region_pools(setup: FederationSetup) -> dict[str, ShopperWindows]:
@@ -107,7 +110,8 @@ def region_privacy(setup: FederationSetup, pool: ShopperWindows, region: str, ep
     return PrivacySettings(epsilon=epsilon, delta=options.delta, sample_rate=min(1.0, options.expected_shoppers
                                                                                   / max(pool.shoppers, 1)),
                            steps_per_period=rounds * setup.steps_for(region), clip_norm=options.clip_norm,
-                           pace=False, frozen_parameters=options.frozen_parameters, lr=options.lr)
+                           pace=False, frozen_parameters=options.frozen_parameters, lr=options.lr,
+                           max_step_noise=options.max_step_noise)
 
 
 def run_privacy_benchmark(setup: FederationSetup, options: PrivacyOptions, epsilons: Sequence[float] = EPSILONS,
@@ -140,7 +144,10 @@ def run_privacy_benchmark(setup: FederationSetup, options: PrivacyOptions, epsil
             privacy = {r: region_privacy(setup, pools[r], r, epsilon, budget, options) for r in setup.regions}
 
             def private_region(name: str, s: FederationSetup, i: int, m: _Measured = measured,
-                               p: dict[str, PrivacySettings] = privacy) -> _Region:
+                               p: dict[str, PrivacySettings] = privacy) -> _Region | None:
+                # As the trainer service does: a region too small for its budget sends nothing.
+                if p[name].too_few_shoppers(pools[name].shoppers):
+                    return None
                 return _PrivateRegion(name, s, i, p[name], pools[name], m)
 
             trace = run_async(setup, policy, f"dp_eps{epsilon:g}", budget, budget / 3,
@@ -150,7 +157,9 @@ def run_privacy_benchmark(setup: FederationSetup, options: PrivacyOptions, epsil
                 "updates": trace.updates, "train_seconds": measured.seconds, "samples": measured.samples,
                 "compression_ratio": measured.raw_bytes / max(measured.sent_bytes, 1),
                 "regions": {r: {"shoppers": pools[r].shoppers, "sample_rate": p.sample_rate,
-                                "steps": p.steps_per_period, "noise_multiplier": p.noise_multiplier()}
+                                "steps": p.steps_per_period, "noise_multiplier": p.noise_multiplier(),
+                                "step_noise": p.step_noise(pools[r].shoppers),
+                                "trained": not p.too_few_shoppers(pools[r].shoppers)}
                             for r, p in privacy.items()},
             }
             partial()
@@ -179,8 +188,9 @@ def summarize(runs: dict[str, dict[str, Any]], baselines: dict[str, Any], pools:
         "best_baseline": best_baseline,
         "ndcg10_best_baseline": best_baseline_ndcg,
         "compression_ratio_under_dp": runs["eps8"]["compression_ratio"] if "eps8" in runs else None,
-        "dp_seconds_per_sample_ratio": float(np.mean([per_sample[n] for n in dp_runs])) / max(per_sample["no_dp"],
-                                                                                              1e-12),
+        # Over the runs that trained (at a tight budget every region may sit out).
+        "dp_seconds_per_sample_ratio": float(np.mean([per_sample[n] for n in dp_runs if runs[n]["samples"]]
+                                                     or [float("nan")])) / max(per_sample["no_dp"], 1e-12),
         "shoppers": sum(p.shoppers for p in pools.values()),
     }
     if "eps8" in runs:
