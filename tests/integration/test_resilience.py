@@ -130,6 +130,9 @@ def stack(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
             "FACET_TRAINER_SIGNING_KEY": TRAINER_KEYS["trainer-eu"],
             "FACET_TRAINER_UPDATE_EVERY_SAMPLES": "100", "FACET_TRAINER_UPDATE_EVERY_SECONDS": "1",
             "FACET_TRAINER_BATCH_SIZE": "16", "FACET_TRAINER_GROUP_ID": f"trainer-eu-{suffix}",
+            # DP on, as by default, over a few dozen shoppers: far too few for DP to pay, so the test lets any
+            # window train (PrivacySettings.max_step_noise) to see the trainer work.
+            "FACET_TRAINER_PRIVACY__MAX_STEP_NOISE": "1e6",
             # Interest counts released every 2 s (epsilon 2 per 8 s: a test's budget, not a real one).
             "FACET_TRAINER_STATISTICS__PRIVACY__PERIOD_SECONDS": "8",
             "FACET_TRAINER_STATISTICS__VALUE_BUCKETS": "1024",

@@ -33,6 +33,8 @@ def _trainer(region: str, name: str, env: dict[str, str], tmp_path: Path) -> Ser
         "FACET_TRAINER_UPDATE_EVERY_SAMPLES": "200",
         "FACET_TRAINER_UPDATE_EVERY_SECONDS": "1",
         "FACET_TRAINER_BATCH_SIZE": "32",
+        # DP on, as by default, over a few dozen shoppers: the test lets any window train.
+        "FACET_TRAINER_PRIVACY__MAX_STEP_NOISE": "1e6",
     }, tmp_path, name)
 
 
