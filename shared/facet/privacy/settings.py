@@ -43,9 +43,10 @@ class PrivacySettings(BaseModel):
     #: Adam's learning rate under DP-SGD (the trainer's own ``lr`` is for non-private training). DP takes
     #: few, large steps (one per Poisson sample of shoppers), so it needs a larger rate: at 104k shoppers,
     #: ε 8, `facet bench privacy` kept 0.746 of the non-private NDCG@10 at 1e-2, 0.946 at 3e-2, 0.675 at 1e-1
-    #: with 168 steps a region; paced like the federation (the large markets take ~500 steps), 0.81 at 3e-2
-    #: (it overshoots late) and 0.889 at 1.5e-2. The right rate falls as a period holds more steps, and a
-    #: day of the service's pacing holds 2,000, so the default is the lower one.
+    #: with 168 steps a region; paced like the federation (the large markets take ~500 steps), 0.82 at 3e-2
+    #: (it overshoots late) and 0.906 at 1.5e-2. The right rate falls as a period holds more steps, and a
+    #: day of the service's pacing holds 2,000, so the default is the lower one (on jewelry's short bench
+    #: budget, 11–55 steps a region, it under-trains: ε 8 kept 0.62 at 1.5e-2 against 0.93 at 3e-2).
     lr: float = Field(default=1.5e-2, gt=0, le=1)
     #: Spread the period's steps evenly over it (plus ``burst_steps``), so a trainer never spends a day's
     #: budget in its first hour and then sits silent.
