@@ -22,7 +22,8 @@ DP_EPSILON_BUDGET = Gauge(names.TRAINER_DP_EPSILON_BUDGET, "Shopper-level epsilo
 DP_STEPS = Counter(names.TRAINER_DP_STEPS, "DP-SGD steps taken", ["region"])
 DP_BUDGET_EXHAUSTED = Gauge(names.TRAINER_DP_BUDGET_EXHAUSTED,
                             "1 while the period's budget is spent and the region contributes nothing", ["region"])
-DP_ROUNDS_SKIPPED = Counter(names.TRAINER_DP_ROUNDS_SKIPPED, "Update rounds skipped for the privacy budget",
+DP_ROUNDS_SKIPPED = Counter(names.TRAINER_DP_ROUNDS_SKIPPED,
+                            "Update rounds under DP that trained nothing (paced, budget spent, too few shoppers)",
                             ["region", "reason"])
 WINDOW_SHOPPERS = Gauge(names.TRAINER_WINDOW_SHOPPERS, "Shoppers held in the training window", ["region"])
 UPDATE_RAW_BYTES = Counter(names.TRAINER_UPDATE_RAW_BYTES_TOTAL, "Bytes the same updates would take as float32",

@@ -181,6 +181,7 @@ def summarize(runs: dict[str, dict[str, Any]], baselines: dict[str, Any], pools:
     best_baseline_ndcg = float(baselines[best_baseline]["overall"]["ndcg10"])
     per_sample = {name: run["train_seconds"] / max(run["samples"], 1) for name, run in runs.items()}
     dp_runs = [name for name in runs if name != "no_dp"]
+    trained = [per_sample[name] for name in dp_runs if runs[name]["samples"]]
     summary: dict[str, Any] = {
         "ndcg10_no_dp": _ndcg(runs["no_dp"]),
         **{f"ndcg10_{name}": _ndcg(runs[name]) for name in dp_runs},
@@ -188,9 +189,9 @@ def summarize(runs: dict[str, dict[str, Any]], baselines: dict[str, Any], pools:
         "best_baseline": best_baseline,
         "ndcg10_best_baseline": best_baseline_ndcg,
         "compression_ratio_under_dp": runs["eps8"]["compression_ratio"] if "eps8" in runs else None,
-        # Over the runs that trained (at a tight budget every region may sit out).
-        "dp_seconds_per_sample_ratio": float(np.mean([per_sample[n] for n in dp_runs if runs[n]["samples"]]
-                                                     or [float("nan")])) / max(per_sample["no_dp"], 1e-12),
+        # Over the runs that trained (at a tight budget every region may sit out); None when none did.
+        "dp_seconds_per_sample_ratio": float(np.mean(trained)) / max(per_sample["no_dp"], 1e-12) if trained
+        else None,
         "shoppers": sum(p.shoppers for p in pools.values()),
     }
     if "eps8" in runs:
