@@ -44,3 +44,12 @@ def test_shift_ratio_compares_moves_near_the_same_version() -> None:
                  Outcome("applied", new_version=moves[0].version))
     assert recorder.shift_ratio() == pytest.approx(2.0), "20 against the early honest moves of 10"
     assert recorder.shift_ratio_vs_run_median() == pytest.approx(20.0 / 0.1)
+
+
+def test_the_honest_regions_figure_leaves_out_only_the_attackers_shoppers() -> None:
+    from facet_lab.bench.poisoning import honest_regions_ndcg10
+
+    run = {"attacker": "eu", "final_regions": {"eu": 0.0, "us": 0.2, "br": 0.5},
+           "final_region_cases": {"eu": 100, "us": 300, "br": 100}}
+    assert honest_regions_ndcg10(run) == pytest.approx((0.2 * 300 + 0.5 * 100) / 400)
+    assert honest_regions_ndcg10({"attacker": "eu", "final_regions": {}, "final_region_cases": {}}) is None

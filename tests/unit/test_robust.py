@@ -185,3 +185,70 @@ def test_a_zone_is_bounded_by_its_configuration_not_by_the_trainers_norms() -> N
     # A trainer named like no zone is judged as before.
     with pytest.raises(BoundRejected):
         guard.bound("trainer-us", 500, 50.0, 1.0)
+
+
+def _popular(generator: torch.Generator, signal: float, dims: int = 256) -> torch.Tensor:
+    """An honest region's item-popularity delta: the shared direction (popular items up) plus its own
+    variation; ``signal`` sets how much of it is shared (DP noise drowns it)."""
+    shared = torch.linspace(1.0, -1.0, dims)
+    return signal * shared + torch.randn(dims, generator=generator)
+
+
+def _warm_direction_guard(signal: float, seed: int = 0) -> tuple[InfluenceGuard, torch.Generator]:
+    guard = InfluenceGuard(RobustnessPolicy())
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(6):
+        for region in REGIONS[1:]:
+            probe = _popular(generator, signal)
+            bounded = guard.bound(f"trainer-{region}", 500, 1.0, 1.0, probe)
+            guard.record(f"trainer-{region}", bounded, 1.0, 1.0)
+    return guard, generator
+
+
+def test_a_sign_flip_or_noise_against_the_fleets_shared_direction_is_refused() -> None:
+    guard, generator = _warm_direction_guard(signal=1.0)
+    honest = guard.bound("trainer-us", 500, 1.0, 1.0, _popular(generator, 1.0))
+    assert honest.agreement is not None and honest.agreement > 0.2 and honest.scale == 1.0
+    for hostile in (-_popular(generator, 1.0), torch.randn(256, generator=generator)):
+        with pytest.raises(BoundRejected) as caught:
+            guard.bound("trainer-us", 500, 1.0, 1.0, hostile)  # same size, same claims: only direction differs
+        assert caught.value.reason == "opposes_fleet"
+    # The cosines it is judged against survive a checkpoint (the directions are rebuilt from new updates).
+    restored = InfluenceGuard(RobustnessPolicy())
+    restored.restore(guard.snapshot())
+    assert list(restored.trainers["trainer-eu"].agreements) == list(guard.trainers["trainer-eu"].agreements)
+
+
+def test_the_direction_rule_follows_the_fleet_when_dp_noise_drowns_the_shared_direction() -> None:
+    """Under DP an honest update's popularity signal can be small against its noise: the whole fleet's
+    cosines then sit near zero, and so does the threshold, below them, instead of refusing everyone."""
+    guard, generator = _warm_direction_guard(signal=0.002)
+    refused = 0
+    for _ in range(200):
+        try:
+            guard.bound("trainer-us", 500, 1.0, 1.0, _popular(generator, 0.002))
+        except BoundRejected:
+            refused += 1
+    assert refused <= 2, f"{refused} of 200 honest noisy updates refused"
+
+
+def test_the_aggregator_refuses_a_sign_flipped_update_and_the_model_does_not_move() -> None:
+    policy = AggregationPolicy(mode="fedasync", staleness=ConstantStaleness(), max_staleness=10_000,
+                               max_update_norm=1e6)
+    parameters = {"item_bias.weight": torch.zeros(64, 1), "w": torch.zeros(8)}
+    aggregator = Aggregator(AggregatorState(parameters=parameters), policy, KEYS)
+    generator = torch.Generator().manual_seed(1)
+
+    def delta(sign: float) -> dict[str, torch.Tensor]:
+        return {"item_bias.weight": sign * _popular(generator, 3.0, 64).unsqueeze(1) * 0.01,
+                "w": torch.randn(8, generator=generator) * 0.01}
+
+    for index in range(4):
+        for region in REGIONS[1:]:
+            outcome = aggregator.handle(_update(region, index, delta(1.0), 500, base=aggregator.state.version))
+            assert outcome.status == "applied", outcome
+    before = {n: t.clone() for n, t in aggregator.state.parameters.items()}
+    flipped = aggregator.handle(_update("us", 9, delta(-1.0), 500, base=aggregator.state.version))
+    assert flipped.status == "rejected" and flipped.reason == "opposes_fleet"
+    assert all(torch.equal(before[n], aggregator.state.parameters[n]) for n in before)
+    assert aggregator.handle(_update("us", 10, delta(1.0), 500, base=aggregator.state.version)).status == "applied"

@@ -11,8 +11,9 @@ trains honestly and then, before sending, applies one attack:
 - ``random_noise``: sends Gaussian noise of ``NOISE_NORM_MULTIPLE`` × its honest norm.
 
 Summary keys: ``ndcg10_ratio_under_attack_min`` (worst attack's final NDCG@10 over the defended clean
-run's), ``max_model_shift_ratio`` (the attacker's largest single-update move of the global model over
-the median honest move, in the same defended run, worst attack) and ``ndcg10_ratio_clean_vs_undefended``
+run's; ``..._honest_regions``: the same over every region's shoppers but the attacker's),
+``max_model_shift_ratio`` (the attacker's largest single-update move of the global model over the median
+honest move, in the same defended run, worst attack) and ``ndcg10_ratio_clean_vs_undefended``
 (defended over undefended when nobody attacks: what the bounds cost).
 """
 
@@ -205,6 +206,7 @@ def _run_one(setup: FederationSetup | SetupFactory, name: str, defended: bool, a
         "defended": defended, "attack": attack, "attacker": attacker,
         "final_ndcg10": trace.final["overall"]["ndcg10"],
         "final_regions": {r: v.get("ndcg10") for r, v in trace.final.get("regions", {}).items()},
+        "final_region_cases": {r: v.get("users") for r, v in trace.final.get("regions", {}).items()},
         "updates": trace.updates,
         "model_shift_ratio": recorder.shift_ratio(),
         "model_shift_ratio_vs_run_median": recorder.shift_ratio_vs_run_median(),
@@ -215,6 +217,17 @@ def _run_one(setup: FederationSetup | SetupFactory, name: str, defended: bool, a
         "regions": {r: len(w) for r, w in setup.windows.items()}, "test_cases": len(setup.tests),
         "time_budget": budget, "codec": setup.codec, "sample_quotas": sample_quotas(setup),
     }
+
+
+def honest_regions_ndcg10(run: dict[str, Any]) -> float | None:
+    """The run's final NDCG@10 over the held-out cases of every region but the attacker's: what the attack
+    did to the parties it does not control (its own storefront's shoppers are served by the model it
+    poisons and by the data it withholds)."""
+    cases = run.get("final_region_cases") or {}
+    honest = [(run["final_regions"][r], n) for r, n in cases.items()
+              if r != run["attacker"] and n and run["final_regions"].get(r) is not None]
+    total = sum(n for _, n in honest)
+    return sum(v * n for v, n in honest) / total if total else None
 
 
 def run_poisoning_benchmark(setup: FederationSetup | SetupFactory, *, sync_rounds: int, attacker: str | None = None,
@@ -246,11 +259,17 @@ def run_poisoning_benchmark(setup: FederationSetup | SetupFactory, *, sync_round
     clean = runs["clean_defended"]["final_ndcg10"]
     under_attack = {a: runs[f"{a}_defended"]["final_ndcg10"] / max(clean, 1e-12) for a in attacks}
     shifts = {a: runs[f"{a}_defended"]["model_shift_ratio"] for a in attacks}
+    clean_honest = honest_regions_ndcg10(runs["clean_defended"])
+    under_attack_honest = {a: value / max(clean_honest, 1e-12) for a in attacks
+                           if clean_honest is not None
+                           and (value := honest_regions_ndcg10(runs[f"{a}_defended"])) is not None}
     summary = {
         "ndcg10_ratio_under_attack_min": min(under_attack.values()),
         "worst_attack": min(under_attack, key=lambda a: under_attack[a]),
         "max_model_shift_ratio": max((s for s in shifts.values() if s is not None), default=None),
         "ndcg10_ratio_clean_vs_undefended": clean / max(runs["clean_undefended"]["final_ndcg10"], 1e-12),
+        # The same worst case over the other regions' shoppers only (beside the key above, not instead).
+        "ndcg10_ratio_under_attack_min_honest_regions": min(under_attack_honest.values(), default=None),
         "attacker": runs["clean_defended"]["attacker"],
         # The same region's largest move when it is honest: the yardstick for the shift ratio.
         "model_shift_ratio_of_that_region_when_honest": runs["clean_defended"]["model_shift_ratio"],
@@ -258,6 +277,7 @@ def run_poisoning_benchmark(setup: FederationSetup | SetupFactory, *, sync_round
     return {
         "summary": summary,
         "ndcg10_ratio_under_attack": under_attack,
+        "ndcg10_ratio_under_attack_honest_regions": under_attack_honest,
         "model_shift_ratio": shifts,
         "undefended_ndcg10_ratio_under_attack": {
             a: runs[f"{a}_undefended"]["final_ndcg10"] / max(runs["clean_undefended"]["final_ndcg10"], 1e-12)
@@ -275,7 +295,8 @@ def summarize_poisoning_seeds(summaries: Sequence[dict[str, Any]]) -> dict[str, 
     """Mean of each figure over seeds, with the worst seed beside it (worst: lowest ratio, highest shift)."""
     summary: dict[str, Any] = {"seeds": len(summaries), "attacker": sorted({s["attacker"] for s in summaries})}
     for key, worst in (("ndcg10_ratio_under_attack_min", min), ("max_model_shift_ratio", max),
-                       ("ndcg10_ratio_clean_vs_undefended", min)):
+                       ("ndcg10_ratio_clean_vs_undefended", min),
+                       ("ndcg10_ratio_under_attack_min_honest_regions", min)):
         values = [s[key] for s in summaries if s.get(key) is not None]
         summary[key] = statistics.fmean(values) if values else None
         summary[f"worst_seed_{key}"] = worst(values) if values else None

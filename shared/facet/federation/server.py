@@ -22,7 +22,14 @@ from facet.federation.aggregation import (
     fedbuff_step,
 )
 from facet.federation.identities import is_zone
-from facet.federation.robust import Bounded, BoundRejected, InfluenceGuard, RobustnessPolicy, vet_in_buffer
+from facet.federation.robust import (
+    Bounded,
+    BoundRejected,
+    InfluenceGuard,
+    RobustnessPolicy,
+    probe_of,
+    vet_in_buffer,
+)
 from facet.federation.signing import verify
 from facet.federation.staleness import PolynomialStaleness, StalenessConfig
 from facet.federation.validation import UpdateRejected, check_delta, check_staleness, spec_of
@@ -301,7 +308,8 @@ class Aggregator:
                                     on_large_norm=self.policy.on_large_norm)
         weight = self.policy.staleness(staleness)
         try:
-            bounded = self.guard.bound(update.trainer_id, update.num_samples, norm, weight)
+            probe = probe_of(checked, self.policy.robustness.agreement_parameters)
+            bounded = self.guard.bound(update.trainer_id, update.num_samples, norm, weight, probe)
         except BoundRejected as rejected:
             raise UpdateRejected(rejected.reason, rejected.detail) from rejected
         if bounded.scale < 1.0:
