@@ -14,7 +14,8 @@ from facet_lab.bench.poisoning import SCALE, MoveRecorder, attack_update
 from tests.helpers import signed_update
 
 
-@pytest.mark.parametrize("attack", ["sample_inflation", "scaled_delta", "sign_flip", "random_noise"])
+@pytest.mark.parametrize("attack", ["sample_inflation", "scaled_delta", "sign_flip", "random_noise",
+                                    "sign_flip_evasive"])
 def test_each_attack_is_a_validly_signed_hostile_update(attack: str) -> None:
     honest = signed_update(KEY, trainer_id="trainer-eu", region="eu", base_version=0, seed=1)
     hostile = attack_update(honest, attack, "fp32", torch.Generator().manual_seed(0))
@@ -26,6 +27,8 @@ def test_each_attack_is_a_validly_signed_hostile_update(attack: str) -> None:
         assert global_norm(after) == pytest.approx(SCALE * global_norm(before), rel=1e-5)
     elif attack == "sign_flip":
         assert all(torch.equal(after[n], -before[n]) for n in before)
+    elif attack == "sign_flip_evasive":  # honest where the aggregator checks directions, flipped elsewhere
+        assert all(torch.equal(after[n], before[n] if n == "item_bias.weight" else -before[n]) for n in before)
     else:
         assert global_norm(after) == pytest.approx(5.0 * global_norm(before), rel=1e-4)
 

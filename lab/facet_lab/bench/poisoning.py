@@ -10,6 +10,10 @@ trains honestly and then, before sending, applies one attack:
 - ``sign_flip``: sends the negated delta (pulls the model back along the fleet's direction);
 - ``random_noise``: sends Gaussian noise of ``NOISE_NORM_MULTIPLE`` × its honest norm.
 
+And one attacker that knows the defences (``EVASIVE_ATTACKS``, reported beside the four, not in their
+minimum): ``sign_flip_evasive`` negates every parameter except the ones the aggregator checks directions
+on (``RobustnessPolicy.agreement_parameters``), which it sends honestly.
+
 Summary keys: ``ndcg10_ratio_under_attack_min`` (worst attack's final NDCG@10 over the defended clean
 run's; ``..._honest_regions``: the same over every region's shoppers but the attacker's),
 ``max_model_shift_ratio`` (the attacker's largest single-update move of the global model over the median
@@ -40,6 +44,7 @@ from rich.progress import Progress
 from facet_lab.bench.federation import KEY, FederationSetup, _Region, run_async
 
 ATTACKS = ("sample_inflation", "scaled_delta", "sign_flip", "random_noise")
+EVASIVE_ATTACKS = ("sign_flip_evasive",)
 SCALE = 20.0
 NOISE_NORM_MULTIPLE = 5.0
 
@@ -55,6 +60,9 @@ def attack_update(update: ModelUpdate, attack: str, codec: str, generator: torch
             hostile = {name: tensor * SCALE for name, tensor in delta.items()}
         elif attack == "sign_flip":
             hostile = {name: -tensor for name, tensor in delta.items()}
+        elif attack == "sign_flip_evasive":
+            checked = set(RobustnessPolicy().agreement_parameters)
+            hostile = {name: tensor if name in checked else -tensor for name, tensor in delta.items()}
         elif attack == "random_noise":
             norm = global_norm(delta)
             noise = {name: torch.randn(t.shape, generator=generator) for name, t in delta.items()}
@@ -232,10 +240,10 @@ def honest_regions_ndcg10(run: dict[str, Any]) -> float | None:
 
 def run_poisoning_benchmark(setup: FederationSetup | SetupFactory, *, sync_rounds: int, attacker: str | None = None,
                             attacks: Sequence[str] = ATTACKS, undefended_attacks: bool = True,
-                            jobs: int = 1) -> dict[str, Any]:
+                            jobs: int = 1, evasive_attacks: Sequence[str] = EVASIVE_ATTACKS) -> dict[str, Any]:
     """Every run of the plan, ``jobs`` at a time (with jobs > 1, ``setup`` must be a picklable factory)."""
     plan: list[tuple[str, bool, str | None]] = [("clean_undefended", False, None), ("clean_defended", True, None)]
-    plan += [(f"{attack}_defended", True, attack) for attack in attacks]
+    plan += [(f"{attack}_defended", True, attack) for attack in (*attacks, *evasive_attacks)]
     if undefended_attacks:
         plan += [(f"{attack}_undefended", False, attack) for attack in attacks]
     runs: dict[str, dict[str, Any]] = {}
@@ -270,6 +278,8 @@ def run_poisoning_benchmark(setup: FederationSetup | SetupFactory, *, sync_round
         "ndcg10_ratio_clean_vs_undefended": clean / max(runs["clean_undefended"]["final_ndcg10"], 1e-12),
         # The same worst case over the other regions' shoppers only (beside the key above, not instead).
         "ndcg10_ratio_under_attack_min_honest_regions": min(under_attack_honest.values(), default=None),
+        # An attacker that knows the direction check and evades it (not one of the four above).
+        **{f"ndcg10_ratio_{a}": runs[f"{a}_defended"]["final_ndcg10"] / max(clean, 1e-12) for a in evasive_attacks},
         "attacker": runs["clean_defended"]["attacker"],
         # The same region's largest move when it is honest: the yardstick for the shift ratio.
         "model_shift_ratio_of_that_region_when_honest": runs["clean_defended"]["model_shift_ratio"],
@@ -296,7 +306,8 @@ def summarize_poisoning_seeds(summaries: Sequence[dict[str, Any]]) -> dict[str, 
     summary: dict[str, Any] = {"seeds": len(summaries), "attacker": sorted({s["attacker"] for s in summaries})}
     for key, worst in (("ndcg10_ratio_under_attack_min", min), ("max_model_shift_ratio", max),
                        ("ndcg10_ratio_clean_vs_undefended", min),
-                       ("ndcg10_ratio_under_attack_min_honest_regions", min)):
+                       ("ndcg10_ratio_under_attack_min_honest_regions", min),
+                       *((f"ndcg10_ratio_{a}", min) for a in EVASIVE_ATTACKS)):
         values = [s[key] for s in summaries if s.get(key) is not None]
         summary[key] = statistics.fmean(values) if values else None
         summary[f"worst_seed_{key}"] = worst(values) if values else None
