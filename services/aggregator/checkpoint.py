@@ -1,5 +1,6 @@
 """Atomic checkpoints: parameters as safetensors plus JSON metadata (version, epoch, applied update ids,
-the running mean of sample counts, the robustness guard's history, the consumed offsets).
+the running mean of sample counts, the robustness guard's history, the consumed offsets), and the guard's
+recent directions as a second safetensors file when it has any.
 
 Each checkpoint is a pair ``model-v<N>.safetensors`` + ``checkpoint-v<N>.json``, the metadata written
 last; both go through :func:`facet.storage.write_atomically` (fsync of file and directory). ``latest.json``
@@ -18,6 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from facet.errors import PoisonMessageError
 from facet.federation.server import AggregatorState
 from facet.logging import get_logger
@@ -45,6 +47,11 @@ def save(directory: Path, state: AggregatorState, offsets: dict[int, int], keep:
     blob = to_bytes(state.parameters)
     name = f"model-v{state.version:08d}.safetensors"
     write_atomically(directory / name, blob)
+    directions = None
+    if state.guard_directions:
+        directions_blob = to_bytes(state.guard_directions)
+        directions = f"guard-v{state.version:08d}.safetensors"
+        write_atomically(directory / directions, directions_blob)
     metadata = {
         "version": state.version,
         "epoch": state.epoch,
@@ -55,6 +62,8 @@ def save(directory: Path, state: AggregatorState, offsets: dict[int, int], keep:
         "mean_samples": state.mean_samples,
         "samples_counted": state.samples_counted,
         "guard_history": state.guard_history,
+        "guard_directions": None if directions is None else {
+            "file": directions, "sha256": hashlib.sha256(directions_blob).hexdigest()},
         "offsets": {str(p): o for p, o in offsets.items()},
         "outbox": None if outbox is None else base64.b64encode(outbox).decode(),
     }
@@ -66,7 +75,7 @@ def save(directory: Path, state: AggregatorState, offsets: dict[int, int], keep:
 
 
 def _prune(directory: Path, keep: int) -> None:
-    for pattern in ("checkpoint-v*.json", "model-v*.safetensors"):
+    for pattern in ("checkpoint-v*.json", "model-v*.safetensors", "guard-v*.safetensors"):
         for old in sorted(directory.glob(pattern))[:-keep]:
             old.unlink(missing_ok=True)
 
@@ -99,8 +108,20 @@ def _read(directory: Path, path: Path) -> Checkpoint:
         samples_counted=int(metadata.get("samples_counted", 0)),
         epoch=int(metadata.get("epoch", 0)),
         guard_history=dict(metadata.get("guard_history", {})),
+        # Checkpoints written before the directions were kept restore none: the agreement bound waits for
+        # two other trainers to report again.
+        guard_directions=_read_directions(directory, metadata.get("guard_directions")),
     )
     log.info("checkpoint_loaded", path=path.name, version=state.version, epoch=state.epoch)
     outbox = metadata.get("outbox")
     return Checkpoint(state, {int(p): int(o) for p, o in metadata["offsets"].items()},
                       base64.b64decode(outbox, validate=True) if outbox else None)
+
+
+def _read_directions(directory: Path, entry: dict[str, str] | None) -> dict[str, torch.Tensor]:
+    if not entry:
+        return {}
+    blob = (directory / Path(entry["file"]).name).read_bytes()
+    if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
+        raise ValueError(f"{entry['file']} does not match its sha256")
+    return from_bytes(blob)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from facet.compression.codecs import CodecSpec, encode_delta
@@ -10,6 +12,7 @@ from facet.federation.robust import BoundRejected, InfluenceGuard, RobustnessPol
 from facet.federation.server import AggregationPolicy, Aggregator, AggregatorState
 from facet.federation.staleness import ConstantStaleness
 from facet.federation.updates import signed_update
+from facet_aggregator import checkpoint
 
 REGIONS = ("us", "eu", "uk", "jp", "br")
 KEYS = {f"trainer-{r}": f"key-{r}".encode() for r in REGIONS}
@@ -195,7 +198,7 @@ def _popular(generator: torch.Generator, signal: float, dims: int = 256) -> torc
 
 
 def _warm_direction_guard(signal: float, seed: int = 0) -> tuple[InfluenceGuard, torch.Generator]:
-    guard = InfluenceGuard(RobustnessPolicy())
+    guard = InfluenceGuard(RobustnessPolicy(agreement_reject_mads=4.0))
     generator = torch.Generator().manual_seed(seed)
     for _ in range(6):
         for region in REGIONS[1:]:
@@ -213,7 +216,7 @@ def test_a_sign_flip_or_noise_against_the_fleets_shared_direction_is_refused() -
         with pytest.raises(BoundRejected) as caught:
             guard.bound("trainer-us", 500, 1.0, 1.0, hostile)  # same size, same claims: only direction differs
         assert caught.value.reason == "opposes_fleet"
-    # The cosines it is judged against survive a checkpoint (the directions are rebuilt from new updates).
+    # The cosines it is judged against survive a checkpoint (the directions too: see the restart test below).
     restored = InfluenceGuard(RobustnessPolicy())
     restored.restore(guard.snapshot())
     assert list(restored.trainers["trainer-eu"].agreements) == list(guard.trainers["trainer-eu"].agreements)
@@ -234,7 +237,7 @@ def test_the_direction_rule_follows_the_fleet_when_dp_noise_drowns_the_shared_di
 
 def test_the_aggregator_refuses_a_sign_flipped_update_and_the_model_does_not_move() -> None:
     policy = AggregationPolicy(mode="fedasync", staleness=ConstantStaleness(), max_staleness=10_000,
-                               max_update_norm=1e6)
+                               max_update_norm=1e6, robustness=RobustnessPolicy(agreement_reject_mads=4.0))
     parameters = {"item_bias.weight": torch.zeros(64, 1), "w": torch.zeros(8)}
     aggregator = Aggregator(AggregatorState(parameters=parameters), policy, KEYS)
     generator = torch.Generator().manual_seed(1)
@@ -252,3 +255,27 @@ def test_the_aggregator_refuses_a_sign_flipped_update_and_the_model_does_not_mov
     assert flipped.status == "rejected" and flipped.reason == "opposes_fleet"
     assert all(torch.equal(before[n], aggregator.state.parameters[n]) for n in before)
     assert aggregator.handle(_update("us", 10, delta(1.0), 500, base=aggregator.state.version)).status == "applied"
+
+
+def test_a_restarted_aggregator_still_refuses_a_sign_flip_from_its_first_update(tmp_path: Path) -> None:
+    """The fleet's directions are checkpointed: without them, the first updates after a restart go unjudged."""
+    policy = AggregationPolicy(mode="fedasync", staleness=ConstantStaleness(), max_staleness=10_000,
+                               max_update_norm=1e6, robustness=RobustnessPolicy(agreement_reject_mads=4.0))
+    parameters = {"item_bias.weight": torch.zeros(64, 1), "w": torch.zeros(8)}
+    aggregator = Aggregator(AggregatorState(parameters=parameters), policy, KEYS)
+    generator = torch.Generator().manual_seed(2)
+
+    def delta(sign: float) -> dict[str, torch.Tensor]:
+        return {"item_bias.weight": sign * _popular(generator, 3.0, 64).unsqueeze(1) * 0.01,
+                "w": torch.randn(8, generator=generator) * 0.01}
+
+    for index in range(4):
+        for region in REGIONS[1:]:
+            assert aggregator.handle(_update(region, index, delta(1.0), 500,
+                                             base=aggregator.state.version)).status == "applied"
+    checkpoint.save(tmp_path, aggregator.state, {0: 1})
+    restored = checkpoint.load(tmp_path)
+    assert restored is not None and restored.state.guard_directions
+    restarted = Aggregator(restored.state, policy, KEYS)
+    flipped = restarted.handle(_update("us", 9, delta(-1.0), 500, base=restarted.state.version))
+    assert flipped.status == "rejected" and flipped.reason == "opposes_fleet"

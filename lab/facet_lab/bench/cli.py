@@ -332,6 +332,8 @@ def poisoning(
     jobs: int = typer.Option(2, min=1, help="Runs side by side, one thread each (2 cores: 2)."),
     min_round_time: float = typer.Option(10.0, min=0.0, help="Pace regions like stream-fed trainers (at most one "
                                          "round per this many time units; 0: compute-bound)."),
+    agreement_mads: float | None = typer.Option(None, min=0.1, help="Turn on the opt-in direction bound "
+                                                "(RobustnessPolicy.agreement_reject_mads, e.g. 4)."),
 ) -> None:
     """One hostile region (sample inflation, scaled delta, sign flip, noise) against the defended aggregator."""
     import functools
@@ -345,7 +347,8 @@ def poisoning(
                                     max_tests=max_tests, min_round_time=min_round_time)
         console.print(f"seed {run_seed} ({run_seed - seed + 1} of {seeds}), {jobs} runs at a time")
         result = run_poisoning_benchmark(factory, sync_rounds=sync_rounds, attacker=attacker,
-                                         undefended_attacks=undefended_attacks, jobs=jobs)
+                                         undefended_attacks=undefended_attacks, jobs=jobs,
+                                         agreement_reject_mads=agreement_mads)
         console.print_json(json.dumps(result["summary"], default=str))
         runs.append({"seed": run_seed, **result})
         summary = summarize_poisoning_seeds([run["summary"] for run in runs])

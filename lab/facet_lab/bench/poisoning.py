@@ -157,12 +157,15 @@ def sample_quotas(setup: FederationSetup, slack: float = 1.5) -> dict[str, int]:
 
 
 def fedbuff_policy(defended: bool, quotas: dict[str, int] | None = None, *, buffer_size: int = 4,
-                   server_lr: float = 1.5, decay_versions: float | None = 50.0) -> AggregationPolicy:
-    """The federation bench's FedBuff; only the robustness bounds differ between defended and not."""
+                   server_lr: float = 1.5, decay_versions: float | None = 50.0,
+                   agreement_reject_mads: float | None = None) -> AggregationPolicy:
+    """The federation bench's FedBuff; only the robustness bounds differ between defended and not
+    (``agreement_reject_mads``: the opt-in direction bound)."""
     return AggregationPolicy(mode="fedbuff", buffer_size=buffer_size, server_lr=server_lr,
                              staleness=PolynomialStaleness(exponent=0.5), max_staleness=1000, max_update_norm=1e6,
                              server_lr_decay_versions=decay_versions,
-                             robustness=RobustnessPolicy(enabled=defended, sample_quotas=quotas or {}))
+                             robustness=RobustnessPolicy(enabled=defended, sample_quotas=quotas or {},
+                                                         agreement_reject_mads=agreement_reject_mads))
 
 
 def default_attacker(setup: FederationSetup) -> str:
@@ -198,7 +201,7 @@ def poisoning_setup(dataset: str, *, sessions: int, regions: int, seed: int, max
 
 
 def _run_one(setup: FederationSetup | SetupFactory, name: str, defended: bool, attack: str | None,
-             attacker: str | None, sync_rounds: int) -> dict[str, Any]:
+             attacker: str | None, sync_rounds: int, agreement_reject_mads: float | None = None) -> dict[str, Any]:
     """One run of the plan. In a worker process the setup is rebuilt from its (picklable) factory, on one
     thread: two single-threaded runs side by side beat one on two threads."""
     if not isinstance(setup, FederationSetup):
@@ -208,7 +211,8 @@ def _run_one(setup: FederationSetup | SetupFactory, name: str, defended: bool, a
     budget = sync_rounds * max(setup.round_time(r) for r in setup.regions)
     recorder = MoveRecorder(attacker)
     started = time.perf_counter()
-    trace = run_async(setup, fedbuff_policy(defended, sample_quotas(setup)), name, budget, eval_every=budget * 2,
+    policy = fedbuff_policy(defended, sample_quotas(setup), agreement_reject_mads=agreement_reject_mads)
+    trace = run_async(setup, policy, name, budget, eval_every=budget * 2,
                       make_region=hostile_region_factory(attacker, attack), observe=recorder)
     return {
         "defended": defended, "attack": attack, "attacker": attacker,
@@ -240,7 +244,8 @@ def honest_regions_ndcg10(run: dict[str, Any]) -> float | None:
 
 def run_poisoning_benchmark(setup: FederationSetup | SetupFactory, *, sync_rounds: int, attacker: str | None = None,
                             attacks: Sequence[str] = ATTACKS, undefended_attacks: bool = True,
-                            jobs: int = 1, evasive_attacks: Sequence[str] = EVASIVE_ATTACKS) -> dict[str, Any]:
+                            jobs: int = 1, evasive_attacks: Sequence[str] = EVASIVE_ATTACKS,
+                            agreement_reject_mads: float | None = None) -> dict[str, Any]:
     """Every run of the plan, ``jobs`` at a time (with jobs > 1, ``setup`` must be a picklable factory)."""
     plan: list[tuple[str, bool, str | None]] = [("clean_undefended", False, None), ("clean_defended", True, None)]
     plan += [(f"{attack}_defended", True, attack) for attack in (*attacks, *evasive_attacks)]
@@ -252,14 +257,15 @@ def run_poisoning_benchmark(setup: FederationSetup | SetupFactory, *, sync_round
         if jobs == 1:
             built = setup if isinstance(setup, FederationSetup) else setup()
             for name, defended, attack in plan:
-                runs[name] = _run_one(built, name, defended, attack, attacker, sync_rounds)
+                runs[name] = _run_one(built, name, defended, attack, attacker, sync_rounds, agreement_reject_mads)
                 progress.advance(task)
         else:
             if isinstance(setup, FederationSetup):
                 raise ValueError("parallel runs need a setup factory, not a built setup")
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                futures = {pool.submit(_run_one, setup, name, defended, attack, attacker, sync_rounds): name
+                futures = {pool.submit(_run_one, setup, name, defended, attack, attacker, sync_rounds,
+                                       agreement_reject_mads): name
                            for name, defended, attack in plan}
                 for future in as_completed(futures):
                     runs[futures[future]] = future.result()
@@ -297,7 +303,7 @@ def run_poisoning_benchmark(setup: FederationSetup | SetupFactory, *, sync_round
         "runs": runs,
         "attack_strength": {"scale": SCALE, "noise_norm_multiple": NOISE_NORM_MULTIPLE,
                             "claimed_samples": 1_000_000_000},
-        "robustness": RobustnessPolicy().model_dump(),
+        "robustness": RobustnessPolicy(agreement_reject_mads=agreement_reject_mads).model_dump(),
     }
 
 

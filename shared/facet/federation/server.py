@@ -104,6 +104,8 @@ class AggregatorState:
     epoch: int = 0
     #: Per-trainer recent (bounded) sample counts, norms and influence: InfluenceGuard's history.
     guard_history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    #: InfluenceGuard's recent directions per trainer (``<trainer>/<i>``), for the agreement bound.
+    guard_directions: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ class Aggregator:
         self.spec = spec_of(state.parameters)
         self.guard = InfluenceGuard(policy.robustness)
         self.guard.restore(state.guard_history)
+        self.guard.restore_directions(state.guard_directions)
         self._buffer: list[tuple[ModelUpdate, WeightedDelta]] = []
         self._buffered_ids: set[str] = set()
         #: Buffered updates admitted without a fleet reference, judged at the step: id → what to record.
@@ -256,6 +259,7 @@ class Aggregator:
 
     def _advance(self, updates: list[ModelUpdate]) -> int:
         self.state.guard_history = self.guard.snapshot()  # the guard's view as of this version
+        self.state.guard_directions = self.guard.direction_snapshot()
         self.state.version += 1
         for update in updates:
             self.state.applied_ids[update.update_id] = self.state.version
