@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -235,12 +236,16 @@ def test_the_direction_rule_follows_the_fleet_when_dp_noise_drowns_the_shared_di
     assert refused <= 2, f"{refused} of 200 honest noisy updates refused"
 
 
-def test_the_aggregator_refuses_a_sign_flipped_update_and_the_model_does_not_move() -> None:
-    policy = AggregationPolicy(mode="fedasync", staleness=ConstantStaleness(), max_staleness=10_000,
-                               max_update_norm=1e6, robustness=RobustnessPolicy(agreement_reject_mads=4.0))
+DIRECTION_POLICY = AggregationPolicy(mode="fedasync", staleness=ConstantStaleness(), max_staleness=10_000,
+                                     max_update_norm=1e6, robustness=RobustnessPolicy(agreement_reject_mads=4.0))
+
+
+def _agreeing_fleet(seed: int) -> tuple[Aggregator, Callable[[float], dict[str, torch.Tensor]]]:
+    """An aggregator with the direction bound on, after four updates from each region but us that agree on
+    popularity; and a maker of such deltas (sign -1: flipped)."""
     parameters = {"item_bias.weight": torch.zeros(64, 1), "w": torch.zeros(8)}
-    aggregator = Aggregator(AggregatorState(parameters=parameters), policy, KEYS)
-    generator = torch.Generator().manual_seed(1)
+    aggregator = Aggregator(AggregatorState(parameters=parameters), DIRECTION_POLICY, KEYS)
+    generator = torch.Generator().manual_seed(seed)
 
     def delta(sign: float) -> dict[str, torch.Tensor]:
         return {"item_bias.weight": sign * _popular(generator, 3.0, 64).unsqueeze(1) * 0.01,
@@ -250,6 +255,11 @@ def test_the_aggregator_refuses_a_sign_flipped_update_and_the_model_does_not_mov
         for region in REGIONS[1:]:
             outcome = aggregator.handle(_update(region, index, delta(1.0), 500, base=aggregator.state.version))
             assert outcome.status == "applied", outcome
+    return aggregator, delta
+
+
+def test_the_aggregator_refuses_a_sign_flipped_update_and_the_model_does_not_move() -> None:
+    aggregator, delta = _agreeing_fleet(seed=1)
     before = {n: t.clone() for n, t in aggregator.state.parameters.items()}
     flipped = aggregator.handle(_update("us", 9, delta(-1.0), 500, base=aggregator.state.version))
     assert flipped.status == "rejected" and flipped.reason == "opposes_fleet"
@@ -259,23 +269,10 @@ def test_the_aggregator_refuses_a_sign_flipped_update_and_the_model_does_not_mov
 
 def test_a_restarted_aggregator_still_refuses_a_sign_flip_from_its_first_update(tmp_path: Path) -> None:
     """The fleet's directions are checkpointed: without them, the first updates after a restart go unjudged."""
-    policy = AggregationPolicy(mode="fedasync", staleness=ConstantStaleness(), max_staleness=10_000,
-                               max_update_norm=1e6, robustness=RobustnessPolicy(agreement_reject_mads=4.0))
-    parameters = {"item_bias.weight": torch.zeros(64, 1), "w": torch.zeros(8)}
-    aggregator = Aggregator(AggregatorState(parameters=parameters), policy, KEYS)
-    generator = torch.Generator().manual_seed(2)
-
-    def delta(sign: float) -> dict[str, torch.Tensor]:
-        return {"item_bias.weight": sign * _popular(generator, 3.0, 64).unsqueeze(1) * 0.01,
-                "w": torch.randn(8, generator=generator) * 0.01}
-
-    for index in range(4):
-        for region in REGIONS[1:]:
-            assert aggregator.handle(_update(region, index, delta(1.0), 500,
-                                             base=aggregator.state.version)).status == "applied"
+    aggregator, delta = _agreeing_fleet(seed=2)
     checkpoint.save(tmp_path, aggregator.state, {0: 1})
     restored = checkpoint.load(tmp_path)
     assert restored is not None and restored.state.guard_directions
-    restarted = Aggregator(restored.state, policy, KEYS)
+    restarted = Aggregator(restored.state, DIRECTION_POLICY, KEYS)
     flipped = restarted.handle(_update("us", 9, delta(-1.0), 500, base=restarted.state.version))
     assert flipped.status == "rejected" and flipped.reason == "opposes_fleet"
