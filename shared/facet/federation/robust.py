@@ -269,7 +269,6 @@ class InfluenceGuard:
             for name, values in snapshot.items()
         }
 
-
     def direction_snapshot(self) -> dict[str, torch.Tensor]:
         """Each trainer's recent directions as named tensors (``<trainer>/<i>``, oldest first), for a
         checkpoint; the float history is in :meth:`snapshot`. Directions are never modified in place, so
